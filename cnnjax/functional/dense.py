@@ -1,0 +1,58 @@
+"""Dense, flatten and dropout as pure functions."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from cnnjax.functional import _checks
+
+__all__ = ["dense", "flatten", "dropout"]
+
+
+def dense(x, kernel, bias=None):
+    """``x @ kernel + bias`` over the last axis: ``(..., in_features) -> (..., units)``.
+
+    ``kernel`` is ``(in_features, units)``, ``bias`` ``(units,)``; parameters ``in_features * units + units``.
+    """
+    fn = "dense"
+    x = _checks.floating(x, "x", fn)
+    kernel = _checks.floating(kernel, "kernel", fn)
+    _checks.rank(kernel, 2, "kernel", fn, "a dense kernel is (in_features, units)")
+    if x.ndim < 1 or x.shape[-1] != kernel.shape[0]:
+        raise ValueError(
+            f"{fn}: x of shape {tuple(x.shape)} has {x.shape[-1] if x.ndim else 0} features on its last axis, but "
+            f"kernel of shape {tuple(kernel.shape)} expects {kernel.shape[0]}; flatten the input first or fix the "
+            f"kernel.")
+    dtype = _checks.common_dtype(x, kernel)
+    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype))
+    if bias is None:
+        return y
+    bias = _checks.floating(bias, "bias", fn)
+    if bias.shape != (kernel.shape[1],):
+        raise ValueError(f"{fn}: bias of shape {tuple(bias.shape)} must have shape ({kernel.shape[1]},).")
+    return y + bias.astype(dtype).reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+def flatten(x):
+    """``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``: keeps the batch axis, in row-major (C) order."""
+    x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError("flatten: x is a scalar; it needs a batch axis.")
+    return x.reshape(x.shape[0], -1)
+
+
+def dropout(x, rate: float, *, rng=None, deterministic: bool = False):
+    """Inverted dropout: zero each element with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
+
+    Identity when ``deterministic`` or ``rate == 0``. ``rng`` is a ``jax.random`` key (keyword-only).
+    """
+    fn = "dropout"
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{fn}: rate={rate!r} must be a number in [0, 1) (the fraction of units dropped).")
+    x = jnp.asarray(x)
+    if deterministic or rate == 0.0:
+        return x
+    if rng is None:
+        raise ValueError(f"{fn}: rng is None; pass rng=jax.random.key(...) or deterministic=True.")
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))

@@ -1,0 +1,45 @@
+"""Losses and metrics for classification."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from cnnjax.functional import _checks
+
+__all__ = ["softmax_cross_entropy", "accuracy"]
+
+
+def _check_labels(logits, labels, fn):
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"{fn}: labels have dtype {labels.dtype}; give integer class indices (e.g. int32).")
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"{fn}: labels of shape {tuple(labels.shape)} must have the shape of logits without the class axis, "
+            f"{tuple(logits.shape[:-1])}.")
+    return labels
+
+
+def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
+    """Per-example ``-log softmax(logits)[label]`` for integer labels (Keras' sparse categorical cross-entropy).
+
+    ``logits (..., classes)``, ``labels (...)`` int → losses ``(...)``, in float32 at least (a bfloat16 model's
+    loss is computed in float32). ``label_smoothing=a`` mixes the one-hot target with ``a / classes``.
+    """
+    fn = "softmax_cross_entropy"
+    logits = _checks.floating(logits, "logits", fn)
+    labels = _check_labels(logits, labels, fn)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"{fn}: label_smoothing={label_smoothing!r} must be in [0, 1).")
+    logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
+    picked = jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+    if label_smoothing == 0.0:
+        return -picked
+    return -(1.0 - label_smoothing) * picked - label_smoothing * jnp.mean(logp, axis=-1)
+
+
+def accuracy(logits, labels):
+    """Fraction of examples whose arg-max logit is the label."""
+    logits = jnp.asarray(logits)
+    labels = _check_labels(logits, labels, "accuracy")
+    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)

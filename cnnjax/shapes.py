@@ -1,0 +1,367 @@
+"""Shape and parameter formulas, as plain Python ints: usable before any array exists.
+
+Every op in :mod:`cnnjax.functional` takes its output shape from here, and the property tests hold each formula
+against ``jax.eval_shape`` of the op. Per spatial axis, with input size ``n``, kernel ``k``, stride ``s``,
+dilation ``d`` and padding ``(lo, hi)``::
+
+    k_eff = d * (k - 1) + 1                       # the span of a dilated kernel
+    out   = (n + lo + hi - k_eff) // s + 1        # floor: trailing cells that do not fit a window are unused
+
+``padding="valid"`` means ``lo = hi = 0``. ``padding="same"`` is TensorFlow/Keras' rule: ``out = ceil(n / s)``,
+and the total padding ``max((out - 1) * s + k_eff - n, 0)`` is split with the extra cell at the end
+(bottom/right): ``lo = total // 2``, ``hi = total - lo``.
+
+Parameters: a conv layer has ``prod(kernel) * (D / groups) * K + K`` (the lecture's ``K*F*F*D + K``), a dense
+layer ``in * units + units``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+from cnnjax import _args
+
+__all__ = [
+    "conv_output_size", "padding_amounts", "conv_output_shape", "conv_transpose_output_size",
+    "conv_transpose_output_shape", "pool_output_size", "pool_output_shape", "global_pool_output_shape",
+    "channel_pool_output_shape", "conv_params", "dense_params", "unused_input", "effective_kernel_size",
+]
+
+
+def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
+    """The span of a dilated kernel: ``d * (k - 1) + 1``."""
+    return dilation * (kernel_size - 1) + 1
+
+
+def _axis_pair(size, kernel_size, strides, padding, dilation, fn) -> Tuple[int, int]:
+    """(lo, hi) padding of one axis for a padding given as 'valid'/'same'/int/(lo, hi)."""
+    if isinstance(padding, str):
+        key = _args.padding(padding, 1, fn)
+        if key == "VALID":
+            return 0, 0
+        out = -(-size // strides)
+        total = max((out - 1) * strides + effective_kernel_size(kernel_size, dilation) - size, 0)
+        return total // 2, total - total // 2
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        (pair,) = _args.padding([tuple(padding)], 1, fn)
+        return pair
+    (pair,) = _args.padding(padding, 1, fn)
+    return pair
+
+
+def _check_axis(size, kernel_size, strides, dilation, fn, *, kernel_name="kernel_size"):
+    if not _args._is_int(size) or size < 1:
+        raise ValueError(f"{fn}: input size {size!r} must be a positive int.")
+    _args.as_int_tuple(kernel_size, 1, kernel_name, fn)
+    _args.as_int_tuple(strides, 1, "strides", fn)
+    _args.as_int_tuple(dilation, 1, "dilation", fn)
+
+
+def padding_amounts(size: int, kernel_size: int, strides: int = 1, padding="same",
+                    dilation: int = 1) -> Tuple[int, int]:
+    """The (low, high) zero padding of one axis.
+
+    For ``"same"`` (TensorFlow/Keras): ``out = ceil(size / strides)``, ``total = max((out - 1) * strides +
+    k_eff - size, 0)``, ``low = total // 2`` and ``high = total - low`` (the odd cell goes at the end).
+    ``"valid"`` gives ``(0, 0)``; an int ``p`` gives ``(p, p)``; a pair is returned as it is.
+
+    >>> padding_amounts(11, 6, strides=4)   # the lecture's 11x11 input, 6x6 kernel, stride 4
+    (1, 2)
+    """
+    fn = "padding_amounts"
+    _check_axis(size, kernel_size, strides, dilation, fn)
+    return _axis_pair(size, kernel_size, strides, padding, dilation, fn)
+
+
+def conv_output_size(size: int, kernel_size: int, strides: int = 1, padding="valid", dilation: int = 1) -> int:
+    """Output length of one axis of a convolution: ``(n + lo + hi - k_eff) // s + 1``.
+
+    >>> conv_output_size(28, 3)                           # (28 - 3) / 1 + 1
+    26
+    >>> conv_output_size(7, 3, strides=3)                 # (7 - 3) / 3 + 1 = 2.33 -> 2: one row unused
+    2
+    >>> conv_output_size(28, 5, strides=2, padding=2)     # (28 + 4 - 5) / 2 + 1 = 14.5 -> 14
+    14
+
+    Raises ValueError when the (dilated) kernel is longer than the padded input.
+    """
+    fn = "conv_output_size"
+    _check_axis(size, kernel_size, strides, dilation, fn)
+    lo, hi = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
+    k_eff = effective_kernel_size(kernel_size, dilation)
+    if k_eff > size + lo + hi:
+        raise ValueError(
+            f"{fn}: kernel {kernel_size} (dilation {dilation}, spans {k_eff}) is larger than the padded input "
+            f"{size + lo + hi} with padding={padding!r}; use padding='same' or a smaller kernel.")
+    return (size + lo + hi - k_eff) // strides + 1
+
+
+def unused_input(size: int, kernel_size: int, strides: int = 1, padding="valid", dilation: int = 1) -> int:
+    """How many trailing input cells of one axis no window ever covers (the notes' "information loss").
+
+    >>> unused_input(7, 3, strides=3)    # windows start at 0 and 3 and cover cells 0..5: cell 6 is never seen
+    1
+    >>> unused_input(11, 6, strides=4)   # windows at 0 and 4 cover 0..9
+    1
+    """
+    fn = "unused_input"
+    out = conv_output_size(size, kernel_size, strides, padding, dilation)
+    lo, _ = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
+    last_covered = -lo + (out - 1) * strides + effective_kernel_size(kernel_size, dilation)
+    return max(0, size - last_covered)
+
+
+def _split_shape(input_shape, n, fmt, fn):
+    input_shape = tuple(input_shape)
+    if len(input_shape) != n + 2:
+        last, first = _args.layout_names(fmt, n)[0], None
+        raise ValueError(
+            f"{fn}: input of shape {input_shape} has rank {len(input_shape)}, but a {n}-D op needs rank "
+            f"{n + 2} (batch, {n} spatial axes, channels: {last if fmt == 'channels_last' else _args._RANK_NAMES[n][1]}).")
+    if fmt == "channels_last":
+        return input_shape[0], input_shape[1:-1], input_shape[-1]
+    return input_shape[0], input_shape[2:], input_shape[1]
+
+
+def _join_shape(batch, spatial, channels, fmt):
+    if fmt == "channels_last":
+        return (batch, *spatial, channels)
+    return (batch, channels, *spatial)
+
+
+def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1, groups=1,
+               data_format="channels_last", fn="conv"):
+    """Checks a convolution's arguments; returns (output shape, padding pairs, strides, dilation, format)."""
+    kernel_shape = tuple(kernel_shape)
+    n = len(kernel_shape) - 2
+    if n not in (1, 2, 3):
+        raise ValueError(
+            f"{fn}: kernel of shape {kernel_shape} has rank {len(kernel_shape)}; a kernel is "
+            f"(spatial..., in_channels // groups, filters) with 1, 2 or 3 spatial axes (rank 3, 4 or 5).")
+    fmt = _args.data_format(data_format, n, fn)
+    batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
+    ksize, k_in, filters = kernel_shape[:-2], kernel_shape[-2], kernel_shape[-1]
+    strides = _args.as_int_tuple(strides, n, "strides", fn)
+    dilation = _args.as_int_tuple(dilation, n, "dilation", fn)
+    if not _args._is_int(groups) or groups < 1:
+        raise ValueError(f"{fn}: groups={groups!r} must be an int >= 1.")
+    if any(k < 1 for k in ksize) or k_in < 1 or filters < 1:
+        raise ValueError(f"{fn}: kernel of shape {kernel_shape} has an empty axis.")
+    if channels % groups:
+        raise ValueError(
+            f"{fn}: the input has {channels} channels, which is not divisible by groups={groups}.")
+    if channels // groups != k_in:
+        raise ValueError(
+            f"{fn}: the input has {channels} channels (groups={groups}), so the kernel needs "
+            f"{channels // groups} input channels (axis -2), but kernel of shape {kernel_shape} has {k_in}.")
+    if filters % groups:
+        raise ValueError(
+            f"{fn}: kernel has {filters} filters, which is not divisible by groups={groups}.")
+    pad = _args.padding(padding, n, fn)
+    if isinstance(pad, str):
+        pairs = tuple(_axis_pair(size, k, s, pad, d, fn) for size, k, s, d in zip(spatial, ksize, strides, dilation))
+    else:
+        pairs = pad
+    k_eff = [effective_kernel_size(k, d) for k, d in zip(ksize, dilation)]
+    padded = [size + lo + hi for size, (lo, hi) in zip(spatial, pairs)]
+    if any(ke > p for ke, p in zip(k_eff, padded)):
+        dil = f" with dilation {_args.fmt_sizes(dilation)} (spans {_args.fmt_sizes(k_eff)})" if max(dilation) > 1 else ""
+        raise ValueError(
+            f"{fn}: kernel {_args.fmt_sizes(ksize)}{dil} is larger than the padded input "
+            f"{_args.fmt_sizes(padded)} with padding={padding!r}; use padding='same' or a smaller kernel.")
+    out_spatial = tuple((p - ke) // s + 1 for p, ke, s in zip(padded, k_eff, strides))
+    return _join_shape(batch, out_spatial, filters, fmt), pairs, strides, dilation, fmt
+
+
+def conv_output_shape(input_shape: Sequence[int], kernel_shape: Sequence[int], strides=1, padding="valid",
+                      dilation=1, groups: int = 1, data_format: str = "channels_last") -> Tuple[int, ...]:
+    """Output shape of :func:`cnnjax.functional.conv`.
+
+    Input ``(N, *spatial, C)`` (or ``(N, C, *spatial)``), kernel ``(*k, C // groups, K)`` → output
+    ``(N, *out, K)`` with ``out`` from :func:`conv_output_size` per axis.
+
+    >>> conv_output_shape((1, 32, 32, 3), (5, 5, 3, 6))
+    (1, 28, 28, 6)
+    """
+    return conv_pairs(input_shape, kernel_shape, strides, padding, dilation, groups, data_format,
+                      fn="conv_output_shape")[0]
+
+
+def conv_transpose_output_size(size: int, kernel_size: int, strides: int = 1, padding="valid",
+                               dilation: int = 1) -> int:
+    """Output length of one axis of a transposed convolution (Keras' rule; the inverse map of conv).
+
+    ``"valid"``: ``n * s + max(k_eff - s, 0)``; ``"same"``: ``n * s``; explicit ``(lo, hi)`` (the padding of
+    the forward convolution it transposes): ``(n - 1) * s + k_eff - lo - hi``.
+    """
+    fn = "conv_transpose_output_size"
+    _check_axis(size, kernel_size, strides, dilation, fn)
+    k_eff = effective_kernel_size(kernel_size, dilation)
+    if isinstance(padding, str):
+        key = _args.padding(padding, 1, fn)
+        return size * strides + max(k_eff - strides, 0) if key == "VALID" else size * strides
+    lo, hi = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
+    out = (size - 1) * strides + k_eff - lo - hi
+    if out < 1:
+        raise ValueError(f"{fn}: padding={padding!r} removes the whole output (size {out}).")
+    return out
+
+
+def conv_transpose_output_shape(input_shape, kernel_shape, strides=1, padding="valid", dilation=1,
+                                data_format="channels_last") -> Tuple[int, ...]:
+    """Output shape of :func:`cnnjax.functional.conv_transpose`; kernel ``(*k, C, K)``."""
+    fn = "conv_transpose_output_shape"
+    kernel_shape = tuple(kernel_shape)
+    n = len(kernel_shape) - 2
+    if n not in (1, 2, 3):
+        raise ValueError(f"{fn}: kernel of shape {kernel_shape} must have rank 3, 4 or 5.")
+    fmt = _args.data_format(data_format, n, fn)
+    batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
+    if channels != kernel_shape[-2]:
+        raise ValueError(
+            f"{fn}: the input has {channels} channels but kernel of shape {kernel_shape} expects "
+            f"{kernel_shape[-2]} (axis -2).")
+    strides = _args.as_int_tuple(strides, n, "strides", fn)
+    dilation = _args.as_int_tuple(dilation, n, "dilation", fn)
+    pad = _args.padding(padding, n, fn)
+    per_axis = [pad] * n if isinstance(pad, str) else list(pad)
+    out = tuple(conv_transpose_output_size(size, k, s, p, d)
+                for size, k, s, p, d in zip(spatial, kernel_shape[:-2], strides, per_axis, dilation))
+    return _join_shape(batch, out, kernel_shape[-1], fmt)
+
+
+def pool_output_size(size: int, pool_size: int, strides: Optional[int] = None, padding="valid",
+                     ceil_mode: bool = False) -> int:
+    """Output length of one axis of a pooling: ``W2 = (W1 + lo + hi - F) // S + 1``; ``strides=None`` is ``F``.
+
+    ``ceil_mode=True`` (PyTorch) rounds up instead, keeping a last partial window if it starts inside the input
+    or its low padding.
+    """
+    return _pool_axis(size, pool_size, pool_size if strides is None else strides, padding, ceil_mode,
+                      "pool_output_size")[0]
+
+
+def _pool_axis(size, k, s, padding, ceil_mode, fn):
+    """(out, lo, hi, extra_hi): extra_hi is the padding that ceil_mode adds past ``hi``."""
+    _check_axis(size, k, s, 1, fn, kernel_name="pool_size")
+    lo, hi = _axis_pair(size, k, s, padding, 1, fn)
+    padded = size + lo + hi
+    if k > padded:
+        raise ValueError(
+            f"{fn}: pool_size {k} is larger than the padded input {padded} with padding={padding!r}; "
+            f"use padding='same' or a smaller pool_size.")
+    if not ceil_mode:
+        return (padded - k) // s + 1, lo, hi, 0
+    out = -(-(padded - k) // s) + 1
+    if (out - 1) * s >= size + lo:
+        out -= 1
+    return out, lo, hi, max(0, (out - 1) * s + k - padded)
+
+
+def pool_geometry(input_shape, pool_size, strides=None, padding="valid", data_format="channels_last",
+                  ceil_mode=False, fn="pool"):
+    """Checks a pooling's arguments; returns (output shape, window, strides, pairs, extra, format)."""
+    input_shape = tuple(input_shape)
+    if not isinstance(pool_size, (tuple, list)) and not _args._is_int(pool_size):
+        raise TypeError(f"{fn}: pool_size must be an int or a sequence of ints, got {pool_size!r}.")
+    n = len(pool_size) if isinstance(pool_size, (tuple, list)) else len(input_shape) - 2
+    if n not in (1, 2, 3):
+        raise ValueError(
+            f"{fn}: input of shape {input_shape} has rank {len(input_shape)}; pooling needs rank 3, 4 or 5 "
+            f"(batch, 1-3 spatial axes, channels).")
+    fmt = _args.data_format(data_format, n, fn)
+    batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
+    window = _args.as_int_tuple(pool_size, n, "pool_size", fn)
+    strides = window if strides is None else _args.as_int_tuple(strides, n, "strides", fn)
+    pad = _args.padding(padding, n, fn)
+    per_axis = [pad] * n if isinstance(pad, str) else list(pad)
+    pairs = [_axis_pair(size, k, st, p, 1, fn) for size, k, st, p in zip(spatial, window, strides, per_axis)]
+    padded = [size + lo + hi for size, (lo, hi) in zip(spatial, pairs)]
+    if any(k > p for k, p in zip(window, padded)):
+        raise ValueError(
+            f"{fn}: pool_size {_args.fmt_sizes(window)} is larger than the padded input "
+            f"{_args.fmt_sizes(padded)} with padding={padding!r}; use padding='same' or a smaller pool_size.")
+    out, extra = [], []
+    for size, k, st, pair in zip(spatial, window, strides, pairs):
+        o, _, _, e = _pool_axis(size, k, st, pair, ceil_mode, fn)
+        out.append(o)
+        extra.append(e)
+    pairs = tuple(pairs)
+    return _join_shape(batch, tuple(out), channels, fmt), window, strides, pairs, tuple(extra), fmt
+
+
+def pool_output_shape(input_shape: Sequence[int], pool_size, strides=None, padding="valid",
+                      data_format: str = "channels_last", ceil_mode: bool = False) -> Tuple[int, ...]:
+    """Output shape of max/avg/min pooling: spatial axes by :func:`pool_output_size`, channels kept (D2 = D1).
+
+    >>> pool_output_shape((1, 26, 26, 32), 2)
+    (1, 13, 13, 32)
+    """
+    return pool_geometry(input_shape, pool_size, strides, padding, data_format, ceil_mode,
+                         fn="pool_output_shape")[0]
+
+
+def global_pool_output_shape(input_shape, data_format="channels_last", keepdims=False) -> Tuple[int, ...]:
+    """(N, *spatial, C) -> (N, C), or (N, 1, ..., 1, C) with keepdims."""
+    input_shape = tuple(input_shape)
+    n = len(input_shape) - 2
+    fn = "global_pool_output_shape"
+    if n < 1:
+        raise ValueError(f"{fn}: input of shape {input_shape} needs rank >= 3 (batch, spatial..., channels).")
+    fmt = _args.data_format(data_format, n, fn)
+    batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
+    if not keepdims:
+        return batch, channels
+    return _join_shape(batch, (1,) * n, channels, fmt)
+
+
+def channel_pool_output_shape(input_shape, pool_size: int, strides: Optional[int] = None,
+                              data_format="channels_last") -> Tuple[int, ...]:
+    """Depth-wise pooling over adjacent channels: ``C2 = (C - pool_size) // strides + 1``; spatial kept."""
+    fn = "channel_max_pool"
+    input_shape = tuple(input_shape)
+    n = len(input_shape) - 2
+    if n < 1:
+        raise ValueError(f"{fn}: input of shape {input_shape} needs rank >= 3 (batch, spatial..., channels).")
+    fmt = _args.data_format(data_format, n, fn)
+    (k,) = _args.as_int_tuple(pool_size, 1, "pool_size", fn)
+    (s,) = (k,) if strides is None else _args.as_int_tuple(strides, 1, "strides", fn)
+    batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
+    if k > channels:
+        raise ValueError(f"{fn}: pool_size={k} is larger than the {channels} input channels.")
+    if s == k and channels % k:
+        raise ValueError(
+            f"{fn}: {channels} channels are not divisible by pool_size={k}; each output channel is the max of "
+            f"{k} adjacent input channels, so use a pool_size that divides {channels}.")
+    return _join_shape(batch, spatial, (channels - k) // s + 1, fmt)
+
+
+def conv_params(kernel_size, in_channels: int, filters: int, use_bias: bool = True, groups: int = 1) -> int:
+    """Parameters of a conv layer: ``prod(kernel_size) * in_channels // groups * filters (+ filters)``.
+
+    >>> conv_params(3, 1, 32, )        # 3*3*1*32 + 32: the lecture's first Conv2D
+    320
+    >>> conv_params(5, 3, 3)           # K*F*F*D + K = 3*5*5*3 + 3
+    228
+    """
+    fn = "conv_params"
+    ksize = _args.as_int_tuple(kernel_size, len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2,
+                               "kernel_size", fn)
+    (in_channels,) = _args.as_int_tuple(in_channels, 1, "in_channels", fn)
+    (filters,) = _args.as_int_tuple(filters, 1, "filters", fn)
+    (groups,) = _args.as_int_tuple(groups, 1, "groups", fn)
+    if in_channels % groups or filters % groups:
+        raise ValueError(f"{fn}: in_channels={in_channels} and filters={filters} must both be divisible by "
+                         f"groups={groups}.")
+    return math.prod(ksize) * (in_channels // groups) * filters + (filters if use_bias else 0)
+
+
+def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
+    """Parameters of a dense layer: ``in_features * units + units``.
+
+    >>> dense_params(5408, 128)
+    692352
+    """
+    (in_features,) = _args.as_int_tuple(in_features, 1, "in_features", "dense_params")
+    (units,) = _args.as_int_tuple(units, 1, "units", "dense_params")
+    return in_features * units + (units if use_bias else 0)
