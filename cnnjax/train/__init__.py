@@ -1,0 +1,17 @@
+"""Training with Optax under jit, vmap, pmap and sharded jit, with orbax checkpoints (see fit.py)."""
+from .checkpoint import CheckpointMismatchError, Checkpointer
+from .distributed import initialize
+from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
+from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit
+from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from .parallel import PARALLEL_MODES, Strategy, make_strategy
+from .state import TrainState, create_state, param_signature
+from .steps import cross_entropy, make_eval_step, make_train_chunk, make_train_step, prepare_images
+
+__all__ = [
+    "CheckpointMismatchError", "Checkpointer", "initialize", "create_ensemble", "member", "per_example_grads",
+    "vmap_eval_step", "vmap_train_step", "with_update_scale", "LOOPS", "NonFiniteLossError", "epoch_order",
+    "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
+    "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
+    "make_train_chunk", "make_train_step", "prepare_images",
+]

@@ -1,0 +1,315 @@
+"""`fit` and `evaluate`: the Keras-like training loop over in-memory arrays.
+
+Data order: epoch e visits the rows ``perm_e = numpy.random.default_rng([seed, e]).permutation(N)``; step t of
+the epoch uses rows ``perm_e[t*B:(t+1)*B]`` (the last N mod B rows of each epoch are dropped). The order depends
+only on (seed, epoch), so a resumed run and every parallel mode see exactly the same global batches.
+
+Loop form (`loop`): ``"scan"`` runs each segment between checkpoints (by default the whole epoch) as one jitted
+``lax.scan`` over the stacked batches; ``"step"`` dispatches one jitted step per batch. ``"auto"`` picks "step"
+on CPU and "scan" on GPU/TPU: on XLA:CPU a scan whose body holds convolutions runs much slower than separate
+steps (jax-ml/jax#12868; see experiments/bench_train.py for the figures), while on accelerators the scan removes
+the per-step dispatch. Segments end at multiples of `checkpoint_every` (global steps) and at epoch ends, so a
+resumed run compiles and runs the same segments as an uninterrupted one: resumption is bit-for-bit on CPU.
+
+Non-finite loss: losses are checked at every synchronisation point (every `log_every` steps, each segment end)
+and always before a checkpoint is written; a NaN/inf raises `NonFiniteLossError` naming the step and the last
+finite loss, and the checkpoint directory keeps the last good state.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+import optax
+
+from . import progress as _progress
+from .checkpoint import Checkpointer
+from .ensemble import create_ensemble, with_update_scale
+from .optim import make_optimizer
+from .parallel import Strategy, make_strategy, warn_note
+from .state import create_state
+
+LOOPS = ("auto", "scan", "step")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+def as_arrays(data, *, fn: str = "fit", arg: str = "data"):
+    """(images [N,H,W,C], labels int [N]) from a tuple, a dict or an object with .images and .labels."""
+    if isinstance(data, dict):
+        images, labels = data.get("images"), data.get("labels")
+    elif hasattr(data, "images") and hasattr(data, "labels"):
+        images, labels = data.images, data.labels
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+    else:
+        raise TypeError(f"{fn}: {arg} must be (images, labels), a dict with those keys or a Split; "
+                        f"got {type(data).__name__}.")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{fn}: {arg} needs images [N, H, W, C] and labels [N]; got shapes "
+                         f"{images.shape} and {labels.shape}.")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{fn}: {arg} labels must be integer class ids, got dtype {labels.dtype}.")
+    return images, labels.astype(np.int32)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The row order of epoch `epoch` (see module docstring)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def default_loop() -> str:
+    return "step" if jax.default_backend() == "cpu" else "scan"
+
+
+def _check_int(fn, name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
+
+
+def evaluate_with(strategy: Strategy, placed_state, images, labels, *, batch_size: int = 1000) -> dict:
+    """Mean loss and accuracy over all rows (the last batch padded with weight 0), any strategy."""
+    n = len(images)
+    b = math.ceil(min(batch_size, n) / strategy.n_devices) * strategy.n_devices
+    sums = None
+    for start in range(0, n, b):
+        x, y = images[start:start + b], labels[start:start + b]
+        w = np.ones(len(x), np.float32)
+        if len(x) < b:
+            pad = b - len(x)
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            y, w = np.concatenate([y, np.zeros(pad, y.dtype)]), np.concatenate([w, np.zeros(pad, np.float32)])
+        out = strategy.eval_step(placed_state, *strategy.place_batch(x, y, w))
+        sums = out if sums is None else jax.tree.map(lambda a, c: a + c, sums, out)
+    sums = jax.tree.map(np.asarray, sums)
+    return {"loss": sums["loss_sum"] / sums["count"], "accuracy": sums["correct"] / sums["count"]}
+
+
+def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_smoothing: float = 0.0,
+             parallel: str = "none") -> dict[str, float]:
+    """{"loss", "accuracy"} of `model` with `state` (params and batch_stats) on `data`, in inference mode."""
+    images, labels = as_arrays(data, fn="evaluate")
+    _check_int("evaluate", "batch_size", batch_size)
+    strategy = make_strategy(parallel, model, optax.identity(), label_smoothing=label_smoothing, dtype=dtype)
+    out = evaluate_with(strategy, strategy.place_state(state), images, labels, batch_size=batch_size)
+    return {k: float(v) for k, v in out.items()}
+
+
+
+def _mean_metric(x) -> float:
+    return float(np.mean(x))
+
+
+def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", epochs: int,
+        batch_size: int, learning_rate: float = 1e-3, schedule: str = "constant", warmup_steps: int = 0,
+        momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
+        label_smoothing: float = 0.0, dtype=None, validation_data=None, seed: int = 0,
+        parallel: str = "none", loop: str = "auto", ensemble: int = 1,
+        learning_rates: Sequence[float] | None = None, checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None, keep: int = 3, resume: bool = False,
+        meta: dict | None = None, progress: bool = True, log_every: int = 20,
+        on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000):
+    """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
+
+    data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict or a Split.
+    optimizer: a name from `optim.OPTIMIZERS` (built with `learning_rate`, `schedule`, `warmup_steps`,
+    `momentum`, `nesterov`, `weight_decay`; schedules span ``epochs * (N // batch_size)`` steps) or any
+    ``optax.GradientTransformation``.
+    dtype: compute dtype (e.g. "bfloat16"): the model is cloned with ``dtype=`` and inputs cast; params, loss and
+    gradients stay float32.
+    parallel: "none", "pmap" or "shard" (see `parallel.py`); batch_size is the global batch.
+    ensemble / learning_rates: train N members at once with `vmap` (seeds differ; or member i uses
+    learning_rates[i]); the returned state has a leading member axis.
+    checkpoint_dir: save every `checkpoint_every` steps and at each epoch end, keep the last `keep`;
+    resume=True continues from the latest checkpoint (params, optimizer, step, rng, data position).
+    meta: extra JSON-able facts stored with checkpoints and required to match on resume (e.g. model name).
+    history: dict of per-epoch lists: "epoch", "loss", "accuracy", "images_per_s", "seconds" and, with
+    validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
+    """
+    images, labels = as_arrays(data)
+    n = len(images)
+    _check_int("fit", "epochs", epochs)
+    _check_int("fit", "batch_size", batch_size)
+    _check_int("fit", "ensemble", ensemble)
+    _check_int("fit", "log_every", log_every)
+    if checkpoint_every is not None:
+        _check_int("fit", "checkpoint_every", checkpoint_every)
+    if batch_size > n:
+        raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} training examples; "
+                         f"use batch_size <= {n}.")
+    if loop not in LOOPS:
+        raise ValueError(f"fit: unknown loop {loop!r}; valid: {', '.join(LOOPS)}.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit: resume=True needs a checkpoint_dir.")
+    if learning_rates is not None:
+        learning_rates = [float(lr) for lr in learning_rates]
+        if not learning_rates or any(not (lr > 0 and math.isfinite(lr)) for lr in learning_rates):
+            raise ValueError(f"fit: learning_rates must be positive numbers, got {learning_rates!r}.")
+        if ensemble not in (1, len(learning_rates)):
+            raise ValueError(f"fit: ensemble={ensemble} but {len(learning_rates)} learning_rates given.")
+        ensemble = len(learning_rates)
+    if validation_data is not None:
+        val_images, val_labels = as_arrays(validation_data, fn="fit", arg="validation_data")
+    if dtype is not None:
+        if not hasattr(model, "dtype"):
+            raise TypeError(f"fit: dtype={dtype!r} needs a model with a `dtype` field; "
+                            f"{type(model).__name__} has none.")
+        model = model.clone(dtype=dtype)
+
+    steps_per_epoch = n // batch_size
+    total_steps = epochs * steps_per_epoch
+    if isinstance(optimizer, str):
+        tx = make_optimizer(optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
+                            warmup_steps=warmup_steps)
+    elif isinstance(optimizer, optax.GradientTransformation):
+        tx = optimizer
+    else:
+        raise TypeError(f"fit: optimizer must be a name or an optax.GradientTransformation, got {optimizer!r}.")
+    if learning_rates is not None:
+        tx = with_update_scale(tx)
+
+    is_ensemble = ensemble > 1 or learning_rates is not None
+    strategy = make_strategy(parallel, model, tx, label_smoothing=label_smoothing, dtype=dtype,
+                             ensemble=is_ensemble)
+    warn_note(strategy)
+    if batch_size % strategy.n_devices:
+        raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
+                         f"parallel={parallel!r}; use a multiple of {strategy.n_devices}.")
+    loop = default_loop() if loop == "auto" else loop
+    ckpt = Checkpointer(checkpoint_dir, max_to_keep=keep) if checkpoint_dir is not None else None
+
+    init_key = jax.random.PRNGKey(seed)
+    input_shape = tuple(int(d) for d in images.shape[1:])
+    if is_ensemble:
+        scales = None if learning_rates is None else [lr / learning_rate for lr in learning_rates]
+        state = create_ensemble(model, tx, input_shape=input_shape, keys=list(jax.random.split(init_key, ensemble)),
+                                lr_scales=scales)
+    else:
+        state = create_state(model, tx, input_shape=input_shape, key=init_key)
+    placed = strategy.place_state(state)
+    del state
+
+    run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble, **(meta or {})}
+    history: dict[str, list] = {}
+    partial = None
+    if ckpt is not None and resume and ckpt.latest_step() is not None:
+        saved_meta = ckpt.read_meta()
+        for key, value in run_meta.items():
+            if key in saved_meta and saved_meta[key] != value:
+                raise ValueError(f"fit: cannot resume from {ckpt.directory}: it was written with {key}="
+                                 f"{saved_meta[key]!r}, this run has {key}={value!r}. Use the same settings or "
+                                 "another checkpoint directory.")
+        restored, saved_meta = ckpt.restore(strategy.canonical(placed))
+        placed = strategy.place_state(restored)
+        history = saved_meta.get("history", {})
+        partial = saved_meta.get("partial")
+    step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
+
+    def save(step_now, partial_now):
+        ckpt.save(step_now, strategy.canonical(placed), {**run_meta, "history": history, "partial": partial_now})
+
+    last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
+
+    def check_finite(losses: np.ndarray, first_step: int):
+        flat = losses.reshape(losses.shape[0], -1)
+        bad = ~np.isfinite(flat).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            saved = ckpt.latest_step() if ckpt is not None else None
+            kept = (f"the last good checkpoint is step {saved} in {ckpt.directory}" if saved is not None
+                    else "no checkpoint was written")
+            raise NonFiniteLossError(
+                f"fit: the loss became {flat[i].tolist() if flat.shape[1] > 1 else float(flat[i, 0])} at step "
+                f"{first_step + i + 1} (epoch {(first_step + i) // steps_per_epoch + 1}); last finite loss "
+                f"{last_loss['loss']:.6g} at step {last_loss['step']}. Training stopped; {kept}. "
+                "Try a lower learning rate, gradient clipping or float32 compute.")
+        if len(flat):
+            last_loss.update(step=first_step + len(flat), loss=float(np.mean(flat[-1])))
+
+    for epoch in range(step // steps_per_epoch, epochs):
+        order = epoch_order(seed, epoch, n)
+        pos = step - epoch * steps_per_epoch
+        if partial is not None and partial.get("epoch") == epoch:
+            loss_sum, acc_sum, counted = (np.asarray(partial["loss_sum"]), np.asarray(partial["acc_sum"]),
+                                          partial["steps"])
+        else:
+            loss_sum, acc_sum, counted = 0.0, 0.0, 0
+        partial = None
+        bar = _progress.epoch_bar(epoch=epoch, epochs=epochs, total=steps_per_epoch, initial=pos,
+                                  enabled=progress)
+        t0, run_steps = time.perf_counter(), 0
+        while pos < steps_per_epoch:
+            end = steps_per_epoch
+            if checkpoint_every is not None:
+                end = min(end, (step // checkpoint_every + 1) * checkpoint_every - epoch * steps_per_epoch)
+            pending = []   # (first_step, metrics)
+            if loop == "scan":
+                rows = order[pos * batch_size:end * batch_size]
+                x = images[rows].reshape(end - pos, batch_size, *images.shape[1:])
+                y = labels[rows].reshape(end - pos, batch_size)
+                placed, m = strategy.train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
+                pending.append((step, m))
+            else:
+                for t in range(pos, end):
+                    rows = order[t * batch_size:(t + 1) * batch_size]
+                    placed, m = strategy.train_step(placed, *strategy.place_batch(images[rows], labels[rows]))
+                    pending.append((step + t - pos, jax.tree.map(lambda a: a[None], m)))
+                    if len(pending) >= log_every and t + 1 < end:
+                        loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
+                                                            bar, t0, batch_size, run_steps + t + 1 - pos)
+                        pending = []
+            run_steps += end - pos
+            step += end - pos
+            pos = end
+            loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0,
+                                                batch_size, run_steps)
+            if ckpt is not None and pos < steps_per_epoch:
+                save(step, {"epoch": epoch, "loss_sum": np.asarray(loss_sum).tolist(),
+                            "acc_sum": np.asarray(acc_sum).tolist(), "steps": counted})
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(counted, 1), "accuracy": acc_sum / max(counted, 1),
+                  "images_per_s": run_steps * batch_size / seconds if run_steps else float("nan"),
+                  "seconds": seconds}
+        if validation_data is not None:
+            val = evaluate_with(strategy, placed, val_images, val_labels, batch_size=eval_batch_size)
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        for key, value in record.items():
+            value = np.asarray(value)
+            if value.ndim:
+                history.setdefault(key + "_members", []).append(value.tolist())
+            history.setdefault(key, []).append(float(np.mean(value)) if key != "epoch" else int(value))
+        extra = {"val_acc": history["val_accuracy"][-1]} if validation_data is not None else {}
+        bar.set_postfix(_progress.postfix(history["loss"][-1], history["accuracy"][-1],
+                                          history["images_per_s"][-1], **extra), refresh=True)
+        bar.close()
+        if ckpt is not None:
+            save(step, None)
+        if on_epoch_end is not None:
+            on_epoch_end({k: v[-1] for k, v in history.items()})
+    if ckpt is not None:
+        ckpt.close()
+    return strategy.canonical(placed), history
+
+
+def _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0, batch_size, run_steps):
+    """Bring pending step metrics to the host, check them, add them to the epoch sums, update the bar."""
+    if not pending:
+        return loss_sum, acc_sum, counted
+    for first, m in pending:
+        losses, accs = np.asarray(m["loss"]), np.asarray(m["accuracy"])
+        check_finite(losses, first)
+        loss_sum = loss_sum + losses.sum(0)
+        acc_sum = acc_sum + accs.sum(0)
+        counted += losses.shape[0]
+        bar.update(losses.shape[0])
+    rate = run_steps * batch_size / max(time.perf_counter() - t0, 1e-9)
+    bar.set_postfix(_progress.postfix(_mean_metric(loss_sum / counted), _mean_metric(acc_sum / counted), rate),
+                    refresh=False)
+    return loss_sum, acc_sum, counted

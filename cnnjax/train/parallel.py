@@ -1,0 +1,143 @@
+"""Where the steps run: one device (`jit`), `pmap` over local devices, or sharded `jit` over a device mesh.
+
+A `Strategy` owns the compiled train step, the K-step `lax.scan` chunk and the eval step of one mode, and knows
+how to place the state and a global batch on its devices. The global batch of a step is the same in every mode
+(rows ``idx[t*B:(t+1)*B]`` of the epoch's permutation), so the modes compute the same mathematics:
+
+- ``none``: ``jax.jit(step, donate_argnums=0)`` on the default device.
+- ``pmap``: state replicated with a leading device axis; the batch [B, ...] is split into [n, B/n, ...];
+  gradients, loss, accuracy and BatchNorm statistics are ``lax.pmean``-ed over axis "data". BatchNorm inside the
+  model still normalises each device's B/n rows with that device's statistics (the classic pmap behaviour), so a
+  BatchNorm model differs slightly from one device; the sharded mode does not have this difference.
+- ``shard``: a 1-D ``Mesh`` over all (global) devices with axis "data"; state replicated
+  (``NamedSharding(mesh, P())``), batch rows split (``P("data")``); XLA inserts the gradient all-reduce. This is
+  the form JAX recommends and the one that spans several processes (`distributed.py`).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from . import ensemble as _ensemble
+from .steps import make_eval_step, make_train_chunk, make_train_step
+
+PARALLEL_MODES = ("none", "pmap", "shard")
+
+
+@dataclass
+class Strategy:
+    name: str
+    n_devices: int                       # data-parallel width: the batch size must be divisible by it
+    train_step: Callable                 # (state, images[B..], labels[B]) -> (state, metrics)
+    train_chunk: Callable                # (state, images[K,B..], labels[K,B]) -> (state, metrics[K])
+    eval_step: Callable                  # (state, images, labels, weights) -> sums
+    place_state: Callable                # canonical state -> placed state
+    canonical: Callable                  # placed state -> one copy (for checkpoints and the caller)
+    place_batch: Callable                # (*numpy arrays [B..] or [K,B..], stacked=bool) -> placed arrays
+    note: str = ""
+
+
+def _first(tree):
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=None,
+                  ensemble: bool = False) -> Strategy:
+    """Build the `Strategy` for `kind` in PARALLEL_MODES; `ensemble` vmaps every step over a member axis."""
+    if kind not in PARALLEL_MODES:
+        raise ValueError(f"make_strategy: unknown parallel mode {kind!r}; valid: {', '.join(PARALLEL_MODES)}.")
+    if ensemble and kind != "none":
+        raise ValueError(f"make_strategy: ensembles run on one device; got parallel={kind!r} with an ensemble. "
+                         "Use parallel='none' or train the members separately.")
+    if jax.process_count() > 1 and kind != "shard":
+        raise ValueError(f"make_strategy: {jax.process_count()} processes need parallel='shard' "
+                         f"(got {kind!r}); the sharded mode is the one that spans hosts.")
+    kw = dict(label_smoothing=label_smoothing, dtype=dtype)
+    if kind == "none":
+        step = make_train_step(model, tx, **kw)
+        ev = make_eval_step(model, **kw)
+        if ensemble:
+            step, ev = _ensemble.vmap_train_step(step), _ensemble.vmap_eval_step(ev)
+        device = jax.local_devices()[0]
+        put = lambda *xs, stacked=False: tuple(jax.device_put(x, device) for x in xs)  # noqa: E731
+        return Strategy("none", 1, jax.jit(step, donate_argnums=0),
+                        jax.jit(make_train_chunk(step), donate_argnums=0), jax.jit(ev),
+                        lambda s: jax.device_put(s, device), lambda s: s, put)
+    if kind == "pmap":
+        return _pmap_strategy(model, tx, kw)
+    return _shard_strategy(model, tx, kw)
+
+
+def _pmap_strategy(model, tx, kw) -> Strategy:
+    devices = jax.local_devices()
+    n = len(devices)
+    step = make_train_step(model, tx, axis_name="data", **kw)
+    ev = make_eval_step(model, axis_name="data", **kw)
+    sharding_for = lambda shape: jax.sharding.PmapSharding.default(shape, 0, devices)  # noqa: E731
+
+    def place_state(state):
+        def rep(x):
+            stacked = np.broadcast_to(np.asarray(x), (n, *np.shape(x)))
+            return jax.device_put(stacked, sharding_for(stacked.shape))
+        return jax.tree.map(rep, state)
+
+    def place_batch(*arrays, stacked=False):
+        out = []
+        for a in arrays:
+            a = np.asarray(a)
+            if stacked:   # [K, B, ...] -> [n, K, B/n, ...]
+                a = np.swapaxes(a.reshape(a.shape[0], n, a.shape[1] // n, *a.shape[2:]), 0, 1)
+            else:         # [B, ...] -> [n, B/n, ...]
+                a = a.reshape(n, a.shape[0] // n, *a.shape[1:])
+            out.append(jax.device_put(a, sharding_for(a.shape)))
+        return tuple(out)
+
+    pstep = jax.pmap(step, axis_name="data", donate_argnums=0)
+    pchunk = jax.pmap(make_train_chunk(step), axis_name="data", donate_argnums=0)
+    peval = jax.pmap(ev, axis_name="data")
+    note = ("note: --parallel pmap with a single device runs like parallel='none' (no data parallelism)"
+            if n == 1 else "")
+    return Strategy("pmap", n, lambda s, x, y: _unstack_metrics(pstep(s, x, y)),
+                    lambda s, x, y: _unstack_metrics(pchunk(s, x, y)),
+                    lambda *a: _first(peval(*a)), place_state, _first, place_batch, note)
+
+
+def _unstack_metrics(out):
+    state, metrics = out
+    return state, _first(metrics)
+
+
+def global_array(x: np.ndarray, sharding) -> jax.Array:
+    """A global jax.Array of `x` (the same host value on every process) laid out by `sharding`; each process
+    transfers only the rows its own devices hold."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def _shard_strategy(model, tx, kw) -> Strategy:
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    replicated = NamedSharding(mesh, P())
+    rows = NamedSharding(mesh, P("data"))
+    stacked_rows = NamedSharding(mesh, P(None, "data"))
+    step = make_train_step(model, tx, **kw)
+    ev = make_eval_step(model, **kw)
+
+    def place_batch(*arrays, stacked=False):
+        return tuple(global_array(a, stacked_rows if stacked else rows) for a in arrays)
+
+    place_state = lambda s: jax.tree.map(lambda x: global_array(x, replicated), s)  # noqa: E731
+    return Strategy("shard", len(jax.devices()),
+                    jax.jit(step, donate_argnums=0, out_shardings=replicated),
+                    jax.jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
+                    jax.jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch)
+
+
+def warn_note(strategy: Strategy) -> None:
+    if strategy.note:
+        warnings.warn(strategy.note, stacklevel=3)
+

@@ -1,0 +1,103 @@
+"""Pure train / eval steps and the `lax.scan` chunk runner built from them.
+
+All builders return pure functions of arrays; `jax.jit`, `jax.pmap` or `jax.vmap` is applied by the caller
+(`loop.py`, `parallel.py`, `ensemble.py`), so one step definition serves every mode.
+
+Loss: mean over the batch of softmax cross-entropy in float32,
+    loss = mean_i( -sum_c q_ic * log_softmax(logits_i)_c ),  q_i = (1 - eps) * onehot(y_i) + eps / C,
+with eps = `label_smoothing` (eps = 0 gives the usual -log p_{y_i}). Logits are cast to float32 before the loss
+whatever the compute dtype, so bfloat16 compute keeps a float32 loss and float32 gradients of float32 params.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from .state import TrainState
+
+
+def prepare_images(images: jax.Array, dtype=None) -> jax.Array:
+    """uint8 NHWC -> float in [0, 1] (x / 255); float input unchanged; then cast to `dtype` if given."""
+    x = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
+    return x.astype(dtype) if dtype is not None else x
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example smoothed cross-entropy, float32[N], from logits float[N, C] and int labels [N]."""
+    logits = logits.astype(jnp.float32)
+    num_classes = logits.shape[-1]
+    targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def _variables(state_params, batch_stats):
+    return {"params": state_params, "batch_stats": batch_stats} if batch_stats else {"params": state_params}
+
+
+def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
+                    dtype=None, axis_name: str | None = None) -> Callable:
+    """Return ``train_step(state, images[B,H,W,C], labels[B]) -> (state, {"loss", "accuracy"})``.
+
+    The dropout key is ``fold_in(state.rng, state.step)``, further folded with the device index when
+    `axis_name` is given (pmap), so every step and device draws fresh masks. With `axis_name`, gradients,
+    loss, accuracy and new BatchNorm statistics are averaged over the axis (``lax.pmean``).
+    """
+    def train_step(state: TrainState, images, labels):
+        key = jax.random.fold_in(state.rng, state.step)
+        if axis_name is not None:
+            key = jax.random.fold_in(key, lax.axis_index(axis_name))
+        x = prepare_images(images, dtype)
+
+        def loss_fn(params):
+            variables = _variables(params, state.batch_stats)
+            if state.batch_stats:
+                logits, updates = model.apply(variables, x, train=True, rngs={"dropout": key},
+                                              mutable=["batch_stats"])
+                new_stats = updates["batch_stats"]
+            else:
+                logits = model.apply(variables, x, train=True, rngs={"dropout": key})
+                new_stats = state.batch_stats
+            loss = cross_entropy(logits, labels, label_smoothing).mean()
+            return loss, (logits, new_stats)
+
+        (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+        if axis_name is not None:
+            grads, loss, accuracy, new_stats = lax.pmean((grads, loss, accuracy, new_stats), axis_name)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, batch_stats=new_stats)
+        return new_state, {"loss": loss, "accuracy": accuracy}
+
+    return train_step
+
+
+def make_train_chunk(train_step: Callable) -> Callable:
+    """``chunk(state, images[K,B,...], labels[K,B]) -> (state, metrics[K])``: K steps in one `lax.scan`."""
+    def chunk(state, images, labels):
+        return lax.scan(lambda s, batch: train_step(s, *batch), state, (images, labels))
+    return chunk
+
+
+def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name: str | None = None) -> Callable:
+    """``eval_step(state, images[B,...], labels[B], weights[B]) -> {"loss_sum", "correct", "count"}``.
+
+    Sums are weighted by `weights` (1 for real rows, 0 for padding), so a padded last batch counts exactly;
+    summed over `axis_name` when given. Runs the model with ``train=False`` (no dropout, running BN stats).
+    """
+    def eval_step(state: TrainState, images, labels, weights):
+        logits = model.apply(_variables(state.params, state.batch_stats), prepare_images(images, dtype),
+                             train=False)
+        losses = cross_entropy(logits, labels, label_smoothing)
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        out = {"loss_sum": jnp.sum(losses * weights), "correct": jnp.sum(correct * weights),
+               "count": jnp.sum(weights)}
+        return lax.psum(out, axis_name) if axis_name is not None else out
+
+    return eval_step
