@@ -1,0 +1,52 @@
+"""Helpers shared by the layers: argument checks at ``init`` and the dtype policy (no ops live here)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+
+from cnnjax import _args
+from cnnjax import functional as F
+
+_LAYOUTS = {1: ("(batch, width, channels)", "(batch, channels, width)"),
+            2: ("(batch, height, width, channels)", "(batch, channels, height, width)"),
+            3: ("(batch, depth, height, width, channels)", "(batch, channels, depth, height, width)")}
+
+
+def activation(value: Optional[str | Callable], layer: str) -> Callable:
+    """The activation function for ``value`` (None means linear), errors prefixed by the layer's name."""
+    try:
+        return F.get_activation("linear" if value is None else value)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{layer}: activation={value!r} is not valid: {err}") from None
+
+
+def positive_int(value, name: str, layer: str) -> int:
+    """``value`` as an int >= 1, else ValueError/TypeError naming the layer and the argument."""
+    if isinstance(value, (tuple, list)):
+        raise TypeError(f"{layer}: {name} must be an int >= 1, got {value!r}.")
+    return _args.as_int_tuple(value, 1, name, layer)[0]
+
+
+def check_rank(x, n: int, layer: str, data_format: str = "channels_last") -> str:
+    """Checks that ``x`` has ``n`` spatial axes (rank ``n + 2``); returns the canonical data format."""
+    fmt = _args.data_format(data_format, n, layer)
+    if jnp.ndim(x) != n + 2:
+        layout = _LAYOUTS[n][0 if fmt == "channels_last" else 1]
+        raise ValueError(
+            f"{layer}: input of shape {tuple(jnp.shape(x))} has rank {jnp.ndim(x)}, but {layer} needs rank "
+            f"{n + 2}: {layout}; add a batch axis with x[None] for a single example.")
+    return fmt
+
+
+def cast(x, *params, dtype: Any) -> Tuple[Any, ...]:
+    """Casts a floating input and the layer's parameters to the computation dtype.
+
+    ``dtype=None`` promotes (float32 params with a bfloat16 input compute in float32); ``dtype=jnp.bfloat16``
+    computes in bfloat16 while the parameters stay stored in ``param_dtype``. A non-floating input is passed on
+    unchanged so that :mod:`cnnjax.functional` raises its TypeError (e.g. uint8 images not yet scaled).
+    """
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        return (x, *params)
+    return tuple(promote_dtype(x, *params, dtype=dtype))

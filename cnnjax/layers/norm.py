@@ -1,0 +1,70 @@
+"""Batch normalisation: a Keras-style Flax wrapper of :func:`cnnjax.functional.batch_norm`."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnnjax import functional as F
+from cnnjax.layers._common import cast
+
+Initializer = Callable[..., Any]
+
+__all__ = ["BatchNormalization", "BatchNorm"]
+
+
+class BatchNormalization(nn.Module):
+    """``y = scale * (x - mean) / sqrt(var + epsilon) + bias``, per channel along ``axis``.
+
+    ``train=True``: ``mean`` and ``var`` are the batch's (over every axis but ``axis``), and the running
+    statistics in the ``"batch_stats"`` collection move towards them,
+    ``running = momentum * running + (1 - momentum) * batch``; call ``apply(..., train=True,
+    mutable=["batch_stats"])``. ``train=False``: the running statistics are used (``use_running_average = not
+    train``). Keras defaults: ``momentum=0.99``, ``epsilon=1e-3``.
+
+    Variables for ``C`` channels: params ``scale`` (ones) and ``bias`` (zeros), trainable; batch_stats ``mean``
+    (zeros) and ``var`` (ones), non-trainable: ``4 * C`` in all, of which ``2 * C`` are trainable. Statistics are
+    computed in at least float32, whatever the computation dtype.
+    """
+
+    axis: int = -1
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    scale_init: Initializer = nn.initializers.ones_init()
+    bias_init: Initializer = nn.initializers.zeros_init()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        layer = type(self).__name__
+        ndim = jnp.ndim(x)
+        if not isinstance(self.axis, int) or not -ndim <= self.axis < ndim or ndim < 2:
+            raise ValueError(
+                f"{layer}: axis={self.axis!r} is not an axis of the input of shape {tuple(jnp.shape(x))}; "
+                f"use the channel axis (-1 for channels_last, 1 for channels_first).")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"{layer}: momentum={self.momentum!r} must lie in [0, 1), e.g. 0.99 (Keras) or 0.9.")
+        axis = self.axis % ndim
+        channels = jnp.shape(x)[axis]
+        stat_dtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
+        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((channels,), stat_dtype))
+        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((channels,), stat_dtype))
+        scale = self.param("scale", self.scale_init, (channels,), self.param_dtype) if self.scale else None
+        bias = self.param("bias", self.bias_init, (channels,), self.param_dtype) if self.center else None
+        if train:
+            reduce_axes = tuple(i for i in range(ndim) if i != axis)
+            mean, var = F.batch_moments(x, reduce_axes)
+            if not self.is_initializing():
+                running_mean.value = self.momentum * running_mean.value + (1.0 - self.momentum) * mean
+                running_var.value = self.momentum * running_var.value + (1.0 - self.momentum) * var
+        else:
+            mean, var = running_mean.value, running_var.value
+        x, mean, var, scale, bias = cast(x, mean, var, scale, bias, dtype=self.dtype)
+        return F.batch_norm(x, mean, var, scale, bias, epsilon=self.epsilon, axis=axis)
+
+
+BatchNorm = BatchNormalization
