@@ -1,0 +1,61 @@
+"""`cnnjax data import|info` (also `python -m cnnjax.data ...`): short entry points over the library functions."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from cnnjax.data.load import ENV_DATA_DIR, default_data_dir, load
+from cnnjax.data.sources import KNOWN_DATASETS
+
+
+def _import(args) -> int:
+    from cnnjax.data.builders import import_dataset
+
+    start = time.perf_counter()
+    for name in args.names:
+        path = import_dataset(name, args.source, data_dir=args.data_dir or default_data_dir())
+        print(f"{name}: prepared in {path} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _info(args) -> int:
+    for split in args.splits:
+        s = load(args.name, split, data_dir=args.source, prepared_dir=args.data_dir, as_uint8=True,
+                 validation_fraction=args.validation_fraction, image_size=args.image_size)
+        counts = [int((s.labels == k).sum()) for k in range(len(s.class_names))]
+        print(f"{args.name} {split}: images {s.images.shape} uint8, pixel mean {s.images.mean() / 255:.4f}")
+        print("  per class: " + ", ".join(f"{c}={n}" for c, n in zip(s.class_names, counts)))
+    return 0
+
+
+def add_subcommands(subparsers) -> argparse.ArgumentParser:
+    """Add `data` with sub-commands `import` and `info` to an argparse subparsers object; returns its parser."""
+    data = subparsers.add_parser("data", help="import and inspect datasets (offline)")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    dir_help = f"prepared tfds data directory (default ${ENV_DATA_DIR}, else $TFDS_DATA_DIR, else ~/tensorflow_datasets)"
+
+    imp = sub.add_parser("import", help="prepare datasets from local distribution files, no network")
+    imp.add_argument("names", nargs="+", choices=KNOWN_DATASETS, metavar="NAME", help=f"one of {KNOWN_DATASETS}")
+    imp.add_argument("--source", required=True, help="folder with the distribution files (e.g. ../shared/data)")
+    imp.add_argument("--data-dir", default=None, help=dir_help)
+    imp.set_defaults(func=_import)
+
+    info = sub.add_parser("info", help="load splits and print shapes, class counts and pixel mean")
+    info.add_argument("name", help=f"one of {KNOWN_DATASETS} or an image-folder path")
+    info.add_argument("--splits", nargs="+", default=["train", "test"])
+    info.add_argument("--source", default=None, help="folder with the distribution files, if not yet prepared")
+    info.add_argument("--data-dir", default=None, help=dir_help)
+    info.add_argument("--validation-fraction", type=float, default=0.0)
+    info.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    info.set_defaults(func=_info)
+    return data
+
+
+def main(argv=None) -> int:
+    """`python -m cnnjax.data import|info ...`."""
+    parser = argparse.ArgumentParser(prog="python -m cnnjax.data")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)

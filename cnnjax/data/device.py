@@ -1,0 +1,100 @@
+"""The fast in-memory path: a whole split held on the device as uint8, shuffled, batched, normalised and
+augmented there, so that a whole epoch can run inside one jitted function (e.g. `lax.scan` over the batches).
+
+Everything here is pure jax, jit-able (`batch_size`, `pad` and `flip` are static), and a deterministic function
+of its PRNG key: the same key gives the same batches and crops, bit for bit on CPU.
+
+    images_u8 = jax.device_put(split.images)          # (n, h, w, c) uint8, from load(..., as_uint8=True)
+    xs, ys = epoch_batches(key, images_u8, labels, 128)  # (steps, 128, h, w, c), (steps, 128)
+    def step(state, batch):
+        k, x, y = batch
+        x = to_float(random_crop_flip(k, x, pad=4), mean=CIFAR_MEAN, std=CIFAR_STD)
+        ...
+    state, _ = jax.lax.scan(step, state, (jax.random.split(key2, len(xs)), xs, ys))
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def check_batch_size(batch_size, split_size: int, *, where: str) -> int:
+    """`batch_size` as an int if 1 <= batch_size <= split_size, else ValueError/TypeError naming `where`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"{where}: batch_size must be a Python int (static under jit), got {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"{where}: batch_size={batch_size}; it must be >= 1.")
+    if batch_size > split_size:
+        raise ValueError(
+            f"{where}: batch_size={batch_size} is larger than the split ({split_size} examples); use a batch "
+            f"size <= {split_size}."
+        )
+    return batch_size
+
+
+def epoch_batches(key: jax.Array, images: jax.Array, labels: jax.Array, batch_size: int):
+    """One epoch of shuffled batches, made on the device.
+
+    perm = jax.random.permutation(key, n); steps = n // batch_size (the remaining n % batch_size examples of the
+    permutation are dropped); batch i holds examples perm[i*batch_size:(i+1)*batch_size].
+    images (n, ...) and labels (n,) -> (images (steps, batch_size, ...), labels (steps, batch_size)).
+    """
+    n = images.shape[0]
+    if labels.shape[:1] != (n,):
+        raise ValueError(
+            f"epoch_batches: {n} images but labels of shape {labels.shape}; expected labels of shape ({n},)."
+        )
+    check_batch_size(batch_size, n, where="epoch_batches")
+    steps = n // batch_size
+    order = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+    return jnp.take(images, order, axis=0), jnp.take(labels, order, axis=0)
+
+
+def to_float(images: jax.Array, mean=None, std=None, dtype=jnp.float32, *, channel_axis: int = -1) -> jax.Array:
+    """x = images / 255 in `dtype`, then, if given, (x - mean) / std per channel.
+
+    mean and std are sequences of length c (the size of `channel_axis`, the last axis for NHWC), on the [0, 1]
+    scale, e.g. MNIST mean (0.1307,) std (0.3081,). Shape is unchanged.
+    """
+    x = images.astype(dtype) / jnp.asarray(255, dtype)
+    if mean is None and std is None:
+        return x
+    axis = channel_axis % x.ndim
+    c = x.shape[axis]
+    shape = tuple(c if i == axis else 1 for i in range(x.ndim))
+    mean = jnp.zeros((c,), dtype) if mean is None else jnp.asarray(mean, dtype)
+    std = jnp.ones((c,), dtype) if std is None else jnp.asarray(std, dtype)
+    if mean.shape != (c,) or std.shape != (c,):
+        raise ValueError(
+            f"to_float: mean shape {mean.shape} and std shape {std.shape} must both be ({c},), one value per "
+            f"channel of axis {channel_axis} of images {images.shape}."
+        )
+    return (x - mean.reshape(shape)) / std.reshape(shape)
+
+
+def random_crop_flip(key: jax.Array, images: jax.Array, *, pad: int = 4, flip: bool = True) -> jax.Array:
+    """CIFAR-style augmentation of an NHWC batch (n, h, w, c), any dtype; returns the same shape and dtype.
+
+    Each image is zero-padded by `pad` pixels on all four sides to (h + 2*pad, w + 2*pad), then cropped back to
+    (h, w) at an offset (dy, dx) drawn uniformly from {0, ..., 2*pad}^2; with `flip`, it is then mirrored left
+    to right (w axis reversed) with probability 1/2. Offsets come from split(key)[0], flips from split(key)[1].
+    """
+    if images.ndim != 4:
+        raise ValueError(f"random_crop_flip: images must be an NHWC batch (n, h, w, c), got shape {images.shape}.")
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"random_crop_flip: pad={pad!r}; it must be an int >= 0.")
+    n, h, w, c = images.shape
+    key_crop, key_flip = jax.random.split(key)
+    out = images
+    if pad:
+        padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        offsets = jax.random.randint(key_crop, (n, 2), 0, 2 * pad + 1)
+
+        def crop(image, offset):
+            return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
+
+        out = jax.vmap(crop)(padded, offsets)
+    if flip:
+        mirror = jax.random.bernoulli(key_flip, 0.5, (n,))
+        out = jnp.where(mirror[:, None, None, None], out[:, :, ::-1, :], out)
+    return out

@@ -1,0 +1,164 @@
+"""Image folders ("my own cats and dogs"): one sub-folder per class, decoded with PIL, resized to one size.
+
+Two layouts are read (the second is the one `tfds.ImageFolder` reads, so both tools see the same data):
+
+    ROOT/<class>/<image>            split "train" (and "validation" when validation_fraction > 0)
+    ROOT/<split>/<class>/<image>    splits named by the folders (e.g. "train", "test")
+
+Class names are the sorted names of the class folders (the union over all split folders), and label k is the
+k-th name. Files whose names do not end in an image suffix (`IMAGE_SUFFIXES`) and hidden files are ignored.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+SPLIT_FOLDERS = ("train", "test", "validation", "val")
+_MODES = {"rgb": "RGB", "grayscale": "L"}
+
+
+def _subdirs(path: str) -> list[str]:
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def _images_in(path: str) -> list[str]:
+    return sorted(
+        e.name for e in os.scandir(path)
+        if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)
+    )
+
+
+def folder_layout(root: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """({split: folder}, class_names) of an image folder; ValueError for empty classes or a single class."""
+    if not os.path.isdir(root):
+        raise ValueError(f"load_image_folder: root {root!r} is not a folder.")
+    subdirs = _subdirs(root)
+    split_dirs = [d for d in subdirs if d in SPLIT_FOLDERS and _subdirs(os.path.join(root, d))]
+    splits = {d: os.path.join(root, d) for d in split_dirs} if split_dirs else {"train": root}
+    classes = sorted({c for folder in splits.values() for c in _subdirs(folder)})
+    if not classes:
+        raise ValueError(
+            f"load_image_folder: {root!r} has no class sub-folders; expected ROOT/<class>/<image> or "
+            f"ROOT/<split>/<class>/<image>."
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            f"load_image_folder: {root!r} has only one class folder {classes}; a classifier needs at least two "
+            f"(one sub-folder per class)."
+        )
+    for folder in splits.values():
+        for c in _subdirs(folder):
+            if not _images_in(os.path.join(folder, c)):
+                raise ValueError(
+                    f"load_image_folder: class folder {os.path.join(folder, c)!r} holds no images (files ending "
+                    f"in {IMAGE_SUFFIXES}); add images or remove the folder."
+                )
+    return splits, tuple(classes)
+
+
+def decode_file(path: str, *, image_size: tuple[int, int] | None, color_mode: str) -> np.ndarray:
+    """One image file -> (h, w, c) uint8 (c = 3 for "rgb", 1 for "grayscale"), resized bilinearly to
+    `image_size` = (height, width) when given. Raises ValueError naming the file if PIL cannot decode it."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert(_MODES[color_mode])
+            if image_size is not None and image.size != (image_size[1], image_size[0]):
+                image = image.resize((image_size[1], image_size[0]), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError ... for damaged files
+        raise ValueError(
+            f"load_image_folder: cannot decode image {path!r} ({err}); fix or delete it, or pass "
+            f"skip_corrupt=True to skip unreadable files with a warning."
+        ) from err
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _validation_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Per class, round(fraction * n_class) files drawn without replacement by numpy's PCG64(seed) go to
+    validation (stratified, deterministic)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        mask[rng.permutation(members)[: int(round(fraction * len(members)))]] = True
+    return mask
+
+
+def load_image_folder(
+    root: str | os.PathLike,
+    split: str = "train",
+    *,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str = "rgb",
+    validation_fraction: float = 0.0,
+    seed: int = 0,
+    skip_corrupt: bool = False,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Decode one split of an image folder: images (n, h, w, c) uint8 NHWC, labels (n,) int32, class names.
+
+    `validation_fraction` (in [0, 1)) moves that share of each class of the "train" split, chosen
+    deterministically from `seed`, into a "validation" split. Without `image_size` all images must share one
+    size. With `skip_corrupt`, unreadable files are skipped and counted in one warning instead of raising.
+    """
+    root = os.fspath(root)
+    if color_mode not in _MODES:
+        raise ValueError(f"load_image_folder: color_mode={color_mode!r}; valid values are {tuple(_MODES)}.")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(
+            f"load_image_folder: validation_fraction={validation_fraction!r}; it must be in [0, 1) (e.g. 0.2)."
+        )
+    if image_size is not None:
+        if len(image_size) != 2 or any(int(s) != s or s < 1 for s in image_size):
+            raise ValueError(f"load_image_folder: image_size={image_size!r}; expected (height, width) of ints >= 1.")
+        image_size = (int(image_size[0]), int(image_size[1]))
+    splits, classes = folder_layout(root)
+    carve = split == "validation" and "validation" not in splits and validation_fraction > 0
+    source_split = "train" if carve else split
+    valid = sorted(splits) + (["validation"] if validation_fraction > 0 and "validation" not in splits else [])
+    if source_split not in splits:
+        raise ValueError(
+            f"load_image_folder: split {split!r} is not in {root!r}; its splits are {valid}"
+            + ("" if "validation" in valid else " (pass validation_fraction > 0 for a 'validation' split)")
+            + "."
+        )
+    files, labels = [], []
+    for k, c in enumerate(classes):
+        folder = os.path.join(splits[source_split], c)
+        if os.path.isdir(folder):
+            names = _images_in(folder)
+            files += [os.path.join(folder, n) for n in names]
+            labels += [k] * len(names)
+    labels = np.asarray(labels, dtype=np.int32)
+    if validation_fraction > 0 and source_split == "train" and "validation" not in splits:
+        mask = _validation_mask(labels, validation_fraction, seed)
+        keep = mask if carve else ~mask
+        files, labels = [f for f, m in zip(files, keep) if m], labels[keep]
+
+    images, kept, bad = [], [], []
+    for i, path in enumerate(tqdm(files, desc=f"decoding {split}", unit=" images", disable=not progress)):
+        try:
+            images.append(decode_file(path, image_size=image_size, color_mode=color_mode))
+            kept.append(i)
+        except ValueError:
+            if not skip_corrupt:
+                raise
+            bad.append(path)
+    if bad:
+        warnings.warn(
+            f"load_image_folder: skipped {len(bad)} unreadable image(s) in {root!r}, e.g. {bad[:3]}.", stacklevel=2
+        )
+    if not images:
+        raise ValueError(f"load_image_folder: split {split!r} of {root!r} has no readable images.")
+    shapes = sorted({im.shape for im in images})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"load_image_folder: images in {root!r} have different sizes {shapes[:4]}; pass "
+            f"image_size=(height, width) to resize them to one size."
+        )
+    return np.stack(images), labels[np.asarray(kept, dtype=np.int64)], classes

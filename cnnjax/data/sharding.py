@@ -1,0 +1,65 @@
+"""Laying batches out over a device mesh, and splitting a dataset between the processes of a multi-host job.
+
+The global batch is split along its first axis over the mesh axis "data": with d devices on that axis, device
+i holds rows [i*b/d, (i+1)*b/d). In a multi-process job each process reads only its share of the split
+(`process_share`) and passes its local rows to `shard_batch`, which assembles the global array.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def data_sharding(mesh: Mesh, axis: str = "data") -> NamedSharding:
+    """NamedSharding that splits the first (batch) axis over mesh axis `axis` and replicates the rest."""
+    if axis not in mesh.axis_names:
+        raise ValueError(f"data_sharding: mesh has axes {mesh.axis_names}, no {axis!r}; make the mesh with an "
+                         f"axis named {axis!r}, e.g. Mesh(jax.devices(), ({axis!r},)).")
+    return NamedSharding(mesh, PartitionSpec(axis))
+
+
+def check_divisible(batch_size: int, device_count: int, *, where: str) -> None:
+    """ValueError unless the global batch size divides evenly over `device_count` devices."""
+    if batch_size % device_count:
+        raise ValueError(
+            f"{where}: global batch size {batch_size} is not divisible by the {device_count} devices of the "
+            f"'data' axis; use a multiple of {device_count}, e.g. {max(1, batch_size // device_count) * device_count}."
+        )
+
+
+def shard_batch(batch, mesh: Mesh, axis: str = "data"):
+    """Place a pytree of arrays (leading axis = batch) on `mesh`, split along `axis`.
+
+    Single process: each leaf holds the global batch (b, ...). Multi-process: each leaf holds this process's
+    rows (b / process_count, ...), in process order, and the result is the global array (b, ...).
+    Raises ValueError if the global batch size is not divisible by the devices on `axis`.
+    """
+    sharding = data_sharding(mesh, axis)
+    devices = mesh.shape[axis]
+    processes = jax.process_count()
+
+    def put(leaf):
+        rows = np.shape(leaf)[0] * processes
+        check_divisible(rows, devices, where="shard_batch")
+        if processes == 1:
+            return jax.device_put(leaf, sharding)
+        return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
+
+    return jax.tree_util.tree_map(put, batch)
+
+
+def process_share(n: int, process_index: int, process_count: int) -> slice:
+    """The rows of an n-example split that process `process_index` of `process_count` reads.
+
+    Every process gets the same number of rows, per = n // process_count, so all run the same number of steps:
+    slice(process_index * per, (process_index + 1) * per); the last n % process_count rows are read by none.
+    """
+    if process_count < 1:
+        raise ValueError(f"process_share: process_count={process_count}; it must be >= 1.")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_share: process_index={process_index}; it must be in [0, {process_count}).")
+    if n < process_count:
+        raise ValueError(f"process_share: the split has {n} examples, fewer than the {process_count} processes.")
+    per = n // process_count
+    return slice(process_index * per, (process_index + 1) * per)

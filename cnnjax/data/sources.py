@@ -1,0 +1,87 @@
+"""Finding the standard distribution files of a dataset in a local folder (no network)."""
+from __future__ import annotations
+
+import os
+
+KNOWN_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+# For each dataset: sub-folders of a source folder searched before the folder itself.
+_SUBFOLDERS = {
+    "mnist": ("mnist", "MNIST", "MNIST/raw"),
+    "fashion_mnist": ("fashion_mnist", "fashion-mnist", "FashionMNIST", "FashionMNIST/raw"),
+    "cifar10": ("cifar10", "cifar-10", "CIFAR10"),
+}
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CIFAR10_SOURCES = (
+    "cifar-10-python.tar.gz",
+    "cifar-10-binary.tar.gz",
+    "cifar10-jpeg.tar.xz",
+    "cifar-10-batches-py",
+    "cifar-10-batches-bin",
+)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data a call needs is neither prepared nor present as distribution files, and cannot be downloaded."""
+
+
+def check_name(name: str, *, where: str) -> str:
+    """Return `name` if it is a known dataset, else raise ValueError listing the known ones."""
+    if name not in KNOWN_DATASETS:
+        raise ValueError(
+            f"{where}: unknown dataset name {name!r}; known datasets are {KNOWN_DATASETS}, or pass the path of "
+            f"an image folder (one sub-folder per class)."
+        )
+    return name
+
+
+def _candidates(name: str, source_dir: str) -> list[str]:
+    return [os.path.join(source_dir, sub) for sub in _SUBFOLDERS[name]] + [source_dir]
+
+
+def where_to_put(name: str) -> str:
+    """A sentence saying which files a source folder must hold for `name`."""
+    if name == "cifar10":
+        return f"one of {CIFAR10_SOURCES} in DIR or DIR/cifar10/"
+    files = ", ".join(f + ".gz" for f in IDX_FILES.values())
+    return f"the four IDX files {files} (gzipped or not) in DIR/{name}/ or DIR"
+
+
+def find_idx_files(name: str, source_dir: str) -> dict[str, str] | None:
+    """The four IDX files of mnist/fashion_mnist under `source_dir` (see `_SUBFOLDERS`), or None if absent."""
+    for folder in _candidates(name, source_dir):
+        found = {}
+        for key, base in IDX_FILES.items():
+            for candidate in (base + ".gz", base, base.replace("-idx", ".idx") + ".gz", base.replace("-idx", ".idx")):
+                if os.path.isfile(os.path.join(folder, candidate)):
+                    found[key] = os.path.join(folder, candidate)
+                    break
+        if len(found) == len(IDX_FILES):
+            return found
+    return None
+
+
+def find_cifar10_source(source_dir: str) -> str | None:
+    """The first CIFAR-10 source (tarball or unpacked batches folder) under `source_dir`, or None."""
+    for folder in _candidates("cifar10", source_dir):
+        for base in CIFAR10_SOURCES:
+            if os.path.exists(os.path.join(folder, base)):
+                return os.path.join(folder, base)
+    return None
+
+
+def find_sources(name: str, source_dir: str, *, where: str):
+    """Sources of `name` in `source_dir`; DataNotFoundError saying what to put where if they are not there."""
+    check_name(name, where=where)
+    found = find_idx_files(name, source_dir) if name != "cifar10" else find_cifar10_source(source_dir)
+    if found is None:
+        raise DataNotFoundError(
+            f"{where}: no {name} distribution files in {source_dir!r}; put {where_to_put(name)} "
+            f"(DIR = {source_dir!r}, or point data_dir / --data-dir at the folder that holds them)."
+        )
+    return found
