@@ -1,0 +1,110 @@
+"""On-device batching and augmentation: permutation properties, determinism, and crops checked by search."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.data.device import epoch_batches, random_crop_flip, to_float
+
+
+def test_epoch_batches_is_a_permutation_with_remainder_dropped():
+    n, b = 103, 10
+    images = jnp.arange(n, dtype=jnp.int32)[:, None] * jnp.ones((1, 3), jnp.int32)
+    labels = jnp.arange(n, dtype=jnp.int32) + 1000
+    xs, ys = epoch_batches(jax.random.key(0), images, labels, b)
+    assert xs.shape == (10, 10, 3) and ys.shape == (10, 10)
+    ids = np.asarray(xs[..., 0]).ravel()
+    assert len(set(ids.tolist())) == 100 and set(ids.tolist()) <= set(range(n))
+    np.testing.assert_array_equal(np.asarray(ys), np.asarray(xs[..., 0]) + 1000)  # pairs stay together
+    assert not np.array_equal(ids, np.arange(100))  # shuffled
+
+
+def test_epoch_batches_deterministic_and_jittable():
+    images = jnp.arange(64 * 4, dtype=jnp.uint8).reshape(64, 2, 2, 1)
+    labels = jnp.arange(64, dtype=jnp.int32)
+    a = epoch_batches(jax.random.key(7), images, labels, 16)
+    b = jax.jit(epoch_batches, static_argnums=3)(jax.random.key(7), images, labels, 16)
+    c = epoch_batches(jax.random.key(8), images, labels, 16)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_epoch_batches_errors():
+    x, y = jnp.zeros((10, 2)), jnp.zeros((10,), jnp.int32)
+    with pytest.raises(ValueError, match="batch_size=11 is larger than the split \\(10 examples\\)"):
+        epoch_batches(jax.random.key(0), x, y, 11)
+    with pytest.raises(ValueError, match="labels of shape \\(9,\\)"):
+        epoch_batches(jax.random.key(0), x, y[:9], 5)
+    with pytest.raises(TypeError, match="batch_size must be a Python int"):
+        epoch_batches(jax.random.key(0), x, y, 2.0)
+
+
+def test_to_float_matches_numpy():
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (2, 3, 3, 3), dtype=np.uint8)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    expected = (u8 / 255.0 - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(to_float(jnp.asarray(u8), mean, std), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_float(jnp.asarray(u8)), u8 / 255.0, rtol=1e-6)
+    assert to_float(jnp.asarray(u8), dtype=jnp.bfloat16).dtype == jnp.bfloat16
+    nchw = to_float(jnp.asarray(u8.transpose(0, 3, 1, 2)), mean, std, channel_axis=1)
+    np.testing.assert_allclose(nchw, expected.transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="mean shape \\(2,\\)"):
+        to_float(jnp.asarray(u8), (0.1, 0.2), (1.0, 1.0, 1.0))
+
+
+def _all_crops(image, pad):
+    h, w, _ = image.shape
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            crop = padded[dy:dy + h, dx:dx + w]
+            yield (dy, dx, False), crop
+            yield (dy, dx, True), crop[:, ::-1]
+
+
+def test_random_crop_flip_outputs_are_crops_of_the_padded_image():
+    rng = np.random.default_rng(1)
+    images = rng.integers(1, 256, (12, 5, 6, 2), dtype=np.uint8)  # no zeros, so the padding is visible
+    out = np.asarray(random_crop_flip(jax.random.key(3), jnp.asarray(images), pad=2))
+    assert out.shape == images.shape and out.dtype == np.uint8
+    seen = set()
+    for image, result in zip(images, out):
+        matches = [k for k, crop in _all_crops(image, 2) if np.array_equal(crop, result)]
+        assert matches, "output is not a padded crop (or its mirror) of its input"
+        seen.add(matches[0])
+    assert len(seen) > 6  # offsets and flips vary across the batch
+    assert any(k[2] for k in seen) and any(not k[2] for k in seen)
+
+
+def test_random_crop_flip_identity_and_determinism():
+    x = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+    np.testing.assert_array_equal(random_crop_flip(jax.random.key(0), x, pad=0, flip=False), x)
+    a = jax.jit(random_crop_flip, static_argnames=("pad", "flip"))(jax.random.key(5), x, pad=1)
+    np.testing.assert_array_equal(a, random_crop_flip(jax.random.key(5), x, pad=1))
+    with pytest.raises(ValueError, match="NHWC batch"):
+        random_crop_flip(jax.random.key(0), x[0])
+    with pytest.raises(ValueError, match="pad=-1"):
+        random_crop_flip(jax.random.key(0), x, pad=-1)
+
+
+def test_whole_epoch_in_one_jit_is_reproducible():
+    """The intended use: shuffle, augment and normalise a whole epoch inside one jitted scan."""
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8))
+    labels = jnp.arange(40, dtype=jnp.int32) % 10
+
+    @jax.jit
+    def epoch(key):
+        k_perm, k_aug = jax.random.split(key)
+        xs, ys = epoch_batches(k_perm, images, labels, 8)
+
+        def step(total, batch):
+            k, x, y = batch
+            x = to_float(random_crop_flip(k, x), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+            return total + x.sum() + y.sum(), None
+
+        return jax.lax.scan(step, jnp.float32(0), (jax.random.split(k_aug, xs.shape[0]), xs, ys))[0]
+
+    assert float(epoch(jax.random.key(1))) == float(epoch(jax.random.key(1)))
+    assert float(epoch(jax.random.key(1))) != float(epoch(jax.random.key(2)))

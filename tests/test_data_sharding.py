@@ -1,0 +1,58 @@
+"""Mesh layout and per-process shares; the multi-device case runs in a subprocess with 4 host devices."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from cnnjax.data.sharding import data_sharding, process_share, shard_batch
+
+
+def test_process_share_partitions_evenly():
+    n, p = 103, 4
+    slices = [process_share(n, i, p) for i in range(p)]
+    rows = np.concatenate([np.arange(n)[s] for s in slices])
+    assert [s.stop - s.start for s in slices] == [25] * 4
+    np.testing.assert_array_equal(rows, np.arange(100))
+
+
+@pytest.mark.parametrize("args, match", [((10, 2, 2), "process_index=2"), ((10, 0, 0), "process_count=0"),
+                                         ((3, 0, 4), "fewer than the 4 processes")])
+def test_process_share_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        process_share(*args)
+
+
+def test_single_device_mesh():
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    out = shard_batch({"x": np.ones((4, 2)), "y": np.arange(4)}, mesh)
+    assert out["x"].sharding == data_sharding(mesh)
+    with pytest.raises(ValueError, match="no 'data'"):
+        data_sharding(Mesh(np.array(jax.devices()[:1]), ("batch",)))
+
+
+def test_four_devices_split_rows_and_reject_indivisible():
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        from jax.sharding import Mesh
+        from cnnjax.data.sharding import shard_batch
+        mesh = Mesh(np.array(jax.devices()), ("data",))
+        x = np.arange(8 * 3).reshape(8, 3)
+        out = shard_batch(x, mesh)
+        rows = sorted((s.index[0].start, s.data.shape, int(s.data[0, 0])) for s in out.addressable_shards)
+        assert rows == [(0, (2, 3), 0), (2, (2, 3), 6), (4, (2, 3), 12), (6, (2, 3), 18)], rows
+        try:
+            shard_batch(np.zeros((6, 3)), mesh)
+        except ValueError as err:
+            assert "6 is not divisible by the 4 devices" in str(err), err
+        else:
+            raise SystemExit("no error for batch 6 on 4 devices")
+        print("ok")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
