@@ -1,0 +1,161 @@
+"""`load` and `import_dataset` end to end: crafted distribution files -> tfds prepared dataset -> arrays, read back
+by plain tfds calls too; the array cache; the download path under tfds.testing.mock_data; every error case.
+Real-data end-to-end imports are marked slow (the fast checks of the real files are in test_data_idx/cifar)."""
+import gzip
+import os
+import struct
+import tarfile
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from cnnjax.data import DataNotFoundError, import_dataset, load, prepared_path
+from cnnjax.data.cifar import CIFAR10_CLASSES
+
+SHARED = Path(os.environ.get("CNNJAX_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # ../shared/data/README.md
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def idx_bytes(array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder, n_train=30, n_test=10):
+    """Image i of a split is filled with value i (+100 for test) and has label i % 10."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n, base in (("train", n_train, 0), ("t10k", n_test, 100)):
+        images = (np.arange(n, dtype=np.uint8)[:, None, None] + base) * np.ones((1, 28, 28), np.uint8)
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.arange(n) % 10)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    source = tmp_path_factory.mktemp("src")
+    write_idx_set(source / "mnist")
+    return source, tmp_path_factory.mktemp("prepared")
+
+
+def test_tiny_mnist_import_load_and_plain_tfds(tiny_mnist):
+    source, prepared = tiny_mnist
+    s = load("mnist", "train", data_dir=source, prepared_dir=prepared, progress=False)
+    assert s.images.shape == (30, 28, 28, 1) and s.images.dtype == np.float32 and s.labels.dtype == np.int32
+    values = np.round(s.images[:, 0, 0, 0] * 255).astype(int)
+    assert sorted(values.tolist()) == list(range(30))  # every image exactly once (tfds stores in hashed order)
+    np.testing.assert_array_equal(s.labels, values % 10)  # and each keeps its own label
+    assert s.class_names == tuple(str(k) for k in range(10))
+    t = load("mnist", "test", data_dir=source, prepared_dir=prepared, as_uint8=True, progress=False)
+    assert t.images.dtype == np.uint8 and sorted(t.images[:, 5, 5, 0].tolist()) == list(range(100, 110))
+    # plain tfds reads the prepared dataset, by name + data_dir and by directory
+    ds = tfds.load("mnist", split="train", data_dir=str(prepared), download=False, batch_size=-1)
+    assert sorted(tfds.as_numpy(ds)["image"][:, 0, 0, 0].tolist()) == list(range(30))
+    builder = tfds.builder_from_directory(prepared_path("mnist", prepared))
+    assert builder.info.splits["test"].num_examples == 10 and str(builder.info.version) == "3.0.1"
+
+
+def test_cache_gives_identical_arrays_and_nchw(tiny_mnist):
+    source, prepared = tiny_mnist
+    first = load("mnist", "train", data_dir=source, prepared_dir=prepared, progress=False)
+    cache = Path(prepared) / "_cnnjax_arrays" / "mnist" / "3.0.1" / "train.npz"
+    assert cache.is_file()
+    again = load("mnist", "train", prepared_dir=prepared, download=False, data_format="channels_first",
+                 progress=False)  # no data_dir needed once prepared
+    assert again.images.shape == (30, 1, 28, 28)
+    np.testing.assert_array_equal(again.images[:, 0], first.images[..., 0])
+    np.testing.assert_array_equal(again.labels, first.labels)
+    big = load("mnist", "train", prepared_dir=prepared, image_size=(32, 32), progress=False)
+    assert big.images.shape == (30, 32, 32, 1)
+    np.testing.assert_allclose(big.images[:, 16, 16, 0], first.images[:, 0, 0, 0], atol=1e-6)  # solid stays solid
+
+
+def test_fashion_mnist_from_files_in_data_dir_itself(tmp_path):
+    source = write_idx_set(tmp_path / "files", n_train=12, n_test=4)
+    s = load("fashion_mnist", "test", data_dir=source, prepared_dir=tmp_path / "p", progress=False)
+    assert s.images.shape == (4, 28, 28, 1) and s.class_names[0] == "T-shirt/top" and s.class_names[9] == "Ankle boot"
+
+
+def test_cifar10_from_binary_tarball(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 2, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, (6, 2))
+    with tarfile.open(tmp_path / "cifar-10-binary.tar.gz", "w:gz") as tar:
+        for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+            data = b"".join(bytes([int(y[b, i])]) + x[b, i].transpose(2, 0, 1).tobytes() for i in range(2))
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}.bin")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    s = load("cifar10", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p", as_uint8=True, progress=False)
+    assert s.class_names == CIFAR10_CLASSES and s.images.shape == (10, 32, 32, 3)
+    expected = {x[b, i].tobytes(): int(y[b, i]) for b in range(5) for i in range(2)}
+    assert {im.tobytes(): int(l) for im, l in zip(s.images, s.labels)} == expected  # lossless, labels kept
+    ds = tfds.load("cifar10", split="test", data_dir=str(tmp_path / "p"), download=False, batch_size=-1)
+    assert tfds.as_numpy(ds)["image"].shape == (2, 32, 32, 3)
+
+
+@pytest.mark.parametrize("name, shape", [("mnist", (8, 28, 28, 1)), ("fashion_mnist", (8, 28, 28, 1)),
+                                         ("cifar10", (8, 32, 32, 3))])
+def test_download_path_with_mock_data(tmp_path, name, shape):
+    with tfds.testing.mock_data(num_examples=8):
+        s = load(name, "train", prepared_dir=tmp_path, progress=False)
+    assert s.images.shape == shape and s.images.dtype == np.float32
+    assert 0.0 <= s.images.min() and s.images.max() <= 1.0
+    assert s.labels.dtype == np.int32 and len(s.class_names) == 10
+
+
+def test_errors(tmp_path, tiny_mnist):
+    with pytest.raises(ValueError, match="unknown dataset name 'mnsit'.*'mnist', 'fashion_mnist', 'cifar10'"):
+        load("mnsit", "train")
+    with pytest.raises(DataNotFoundError, match="t10k-labels-idx1-ubyte.gz.*--data-dir"):
+        load("mnist", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p")
+    with pytest.raises(DataNotFoundError, match="download=False.*cnnjax data import"):
+        load("cifar10", "train", prepared_dir=tmp_path / "p", download=False)
+    with pytest.raises(DataNotFoundError, match="cifar10-jpeg.tar.xz"):
+        import_dataset("cifar10", tmp_path, data_dir=tmp_path / "p")
+    with pytest.raises(ValueError, match="unknown dataset name 'svhn'"):
+        import_dataset("svhn", tmp_path, data_dir=tmp_path / "p")
+    source, prepared = tiny_mnist
+    with pytest.raises(ValueError, match="split 'validation' is not in dataset 'mnist'.*\\['test', 'train'\\]"):
+        load("mnist", "validation", data_dir=source, prepared_dir=prepared, progress=False)
+    with pytest.raises(ValueError, match="data_format='NHWC'.*channels_last"):
+        load("mnist", "train", data_format="NHWC")
+
+
+def test_corrupt_source_is_reported_not_imported(tmp_path):
+    source = write_idx_set(tmp_path / "mnist")
+    data = (source / "train-images-idx3-ubyte.gz").read_bytes()
+    (source / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(data)[:-100]))
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz' is truncated"):
+        load("mnist", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p", progress=False)
+    assert not (tmp_path / "p" / "mnist" / "3.0.1" / "dataset_info.json").exists()
+
+
+needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),
+                                  reason=f"shared data not found at {SHARED} (set CNNJAX_SHARED_DATA)")
+
+
+@pytest.mark.slow
+@needs_shared
+def test_real_mnist_end_to_end(tmp_path_factory):
+    prepared = tmp_path_factory.mktemp("real")
+    s = load("mnist", "train", data_dir=SHARED, prepared_dir=prepared, progress=False)
+    assert s.images.shape == (60000, 28, 28, 1)
+    assert np.bincount(s.labels, minlength=10).tolist() == TRAIN_COUNTS
+    assert float(s.images.mean()) == pytest.approx(0.1307, abs=5e-5)
+    ds = tfds.load("mnist", split="test", data_dir=str(prepared), download=False, batch_size=-1)
+    assert np.bincount(tfds.as_numpy(ds)["label"], minlength=10).tolist() == TEST_COUNTS
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.xz").is_file(), reason=f"no cifar10-jpeg.tar.xz in {SHARED}")
+def test_real_cifar10_full_import(tmp_path_factory):
+    prepared = tmp_path_factory.mktemp("cifar")
+    for split, per_class in (("train", 5000), ("test", 1000)):
+        s = load("cifar10", split, data_dir=SHARED, prepared_dir=prepared, as_uint8=True, progress=False)
+        assert s.images.shape == (10 * per_class, 32, 32, 3)
+        assert np.bincount(s.labels, minlength=10).tolist() == [per_class] * 10
