@@ -98,5 +98,23 @@ class Checkpointer:
                                           f"(optimizer or BatchNorm layout differs): {e}") from None
         return restored["state"], meta
 
+    def restore_variables(self, step: int | None = None, *, expected_params=None):
+        """(params, batch_stats, meta) at `step` (default latest) without knowing the optimizer: for evaluation.
+        With `expected_params` (e.g. a fresh model's params, or their `param_signature`), a different model
+        raises CheckpointMismatchError. Ensemble checkpoints keep their leading member axis."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        meta = self.read_meta(step)
+        if expected_params is not None:
+            expected = expected_params if isinstance(expected_params, dict) and all(
+                isinstance(v, list) for v in expected_params.values()) else param_signature(expected_params)
+            saved = meta.get("params", {})
+            if meta.get("ensemble", 1) > 1:   # drop the member axis for the comparison
+                saved = {k: v[1:] for k, v in saved.items()}
+            compare_signatures(saved, expected, where=f"checkpoint {self.directory}/{step}")
+        tree = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        return tree["params"], tree.get("batch_stats") or {}, meta
+
     def close(self) -> None:
         self._manager.close()

@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -113,7 +114,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         parallel: str = "none", loop: str = "auto", ensemble: int = 1,
         learning_rates: Sequence[float] | None = None, checkpoint_dir: str | None = None,
         checkpoint_every: int | None = None, keep: int = 3, resume: bool = False,
-        meta: dict | None = None, progress: bool = True, log_every: int = 20,
+        meta: dict | None = None, notes: dict | None = None, progress: bool = True, log_every: int = 20,
         on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
@@ -128,7 +129,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     learning_rates[i]); the returned state has a leading member axis.
     checkpoint_dir: save every `checkpoint_every` steps and at each epoch end, keep the last `keep`;
     resume=True continues from the latest checkpoint (params, optimizer, step, rng, data position).
-    meta: extra JSON-able facts stored with checkpoints and required to match on resume (e.g. model name).
+    meta: extra JSON-able facts stored with checkpoints and required to match on resume (e.g. model name);
+    notes: JSON-able facts stored with checkpoints and not checked (e.g. the command line).
     history: dict of per-epoch lists: "epoch", "loss", "accuracy", "images_per_s", "seconds" and, with
     validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
     """
@@ -157,6 +159,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if validation_data is not None:
         val_images, val_labels = as_arrays(validation_data, fn="fit", arg="validation_data")
     if dtype is not None:
+        dtype = jnp.dtype(dtype)
         if not hasattr(model, "dtype"):
             raise TypeError(f"fit: dtype={dtype!r} needs a model with a `dtype` field; "
                             f"{type(model).__name__} has none.")
@@ -213,7 +216,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
 
     def save(step_now, partial_now):
-        ckpt.save(step_now, strategy.canonical(placed), {**run_meta, "history": history, "partial": partial_now})
+        ckpt.save(step_now, strategy.canonical(placed),
+                  {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now})
 
     last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
 

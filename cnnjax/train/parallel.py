@@ -78,7 +78,10 @@ def _pmap_strategy(model, tx, kw) -> Strategy:
     n = len(devices)
     step = make_train_step(model, tx, axis_name="data", **kw)
     ev = make_eval_step(model, axis_name="data", **kw)
-    sharding_for = lambda shape: jax.sharding.PmapSharding.default(shape, 0, devices)  # noqa: E731
+    # Leading-axis-over-devices layout; pmap takes such arrays as they are (it is built on jit + shard_map
+    # since jax 0.10), and older pmap accepts them as well.
+    stacked_sharding = NamedSharding(Mesh(np.array(devices), ("data",)), P("data"))
+    sharding_for = lambda shape: stacked_sharding  # noqa: E731
 
     def place_state(state):
         def rep(x):

@@ -1,0 +1,342 @@
+"""The `cnnjax` command: train, evaluate, summary, data.
+
+    cnnjax train --model mnist_cnn --dataset mnist --epochs 2 --data-dir ../shared/data
+    cnnjax evaluate --model mnist_cnn --checkpoint-dir runs/mnist --data-dir ../shared/data
+    cnnjax summary --model resnet20
+    cnnjax data import mnist --source ../shared/data
+
+Options are parsed and checked here, before anything is written; the work is done by `cnnjax.train.fit`,
+`cnnjax.train.evaluate`, `cnnjax.summary` and `cnnjax.data`. User mistakes print one line
+``cnnjax <command>: error: ...`` and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _positive_float(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _int_at_least(name, minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _fraction(name):
+    def parse(text):
+        value = float(text)
+        if not 0.0 <= value < 1.0:
+            raise argparse.ArgumentTypeError(f"{name} must be in [0, 1), got {text}")
+        return value
+    return parse
+
+
+def _add_data_args(p, *, datasets):
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help=f"dataset: one of {', '.join(datasets)} (default: the model's own dataset)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder with the distribution files (e.g. ../shared/data holding mnist/*.gz); read "
+                        "offline and prepared once into $CNNJAX_DATA_DIR (default ~/tensorflow_datasets)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnjax import models
+    from cnnjax.data import KNOWN_DATASETS
+    from cnnjax.train import LOOPS, OPTIMIZERS, PARALLEL_MODES, SCHEDULES
+
+    parser = argparse.ArgumentParser(prog="cnnjax", description="Convolutional neural networks in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model_names = models.names()
+
+    t = sub.add_parser("train", help="train a model (progress bar per epoch, final test accuracy)",
+                       description="Train a cnnjax model on an in-memory dataset with Optax; prints a progress "
+                                   "bar per epoch and ends with the test accuracy.")
+    t.add_argument("--model", required=True, choices=model_names, metavar="NAME",
+                   help=f"model name: {', '.join(model_names)}")
+    _add_data_args(t, datasets=KNOWN_DATASETS)
+    t.add_argument("--epochs", type=_int_at_least("--epochs", 1), default=2, help="passes over the training set "
+                   "(default 2)")
+    t.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=128,
+                   help="global batch size, split over devices with --parallel (default 128)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", metavar="NAME",
+                   help=f"optimizer: {', '.join(OPTIMIZERS)} (default adam)")
+    t.add_argument("--lr", type=_positive_float("--lr"), default=1e-3,
+                   help="(peak) learning rate (default 1e-3)")
+    t.add_argument("--schedule", choices=SCHEDULES, default="constant", metavar="NAME",
+                   help=f"learning-rate schedule: {', '.join(SCHEDULES)} (default constant)")
+    t.add_argument("--warmup-steps", type=_int_at_least("--warmup-steps", 0), default=0,
+                   help="linear warm-up steps from 0 to --lr (default 0)")
+    t.add_argument("--momentum", type=_fraction("--momentum"), default=0.9, help="SGD momentum (default 0.9)")
+    t.add_argument("--nesterov", action="store_true", help="Nesterov momentum for SGD")
+    t.add_argument("--weight-decay", type=float, default=0.0,
+                   help="weight decay (decoupled for adamw, L2 added to the gradient otherwise; default 0)")
+    t.add_argument("--label-smoothing", type=_fraction("--label-smoothing"), default=0.0,
+                   help="label smoothing eps in [0, 1) (default 0)")
+    t.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="compute dtype; params, loss and gradients stay float32 (default float32)")
+    t.add_argument("--seed", type=int, default=0, help="seed of initial weights, dropout and data order")
+    t.add_argument("--parallel", choices=PARALLEL_MODES, default="none",
+                   help="data parallelism over devices: none (jit on one device), pmap, or shard "
+                        "(sharded jit over a Mesh; also across processes) (default none)")
+    t.add_argument("--loop", choices=LOOPS, default="auto",
+                   help="step: one jitted step per batch; scan: whole epoch in one lax.scan; auto: step on CPU, "
+                        "scan on GPU/TPU (default auto)")
+    t.add_argument("--ensemble", type=_int_at_least("--ensemble", 1), default=1,
+                   help="train N models with different seeds at once with vmap (default 1)")
+    t.add_argument("--ensemble-lrs", type=_positive_float("--ensemble-lrs"), nargs="+", default=None,
+                   metavar="LR", help="train one vmapped member per learning rate instead")
+    t.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="save orbax checkpoints here at each epoch end (and every --checkpoint-every steps)")
+    t.add_argument("--checkpoint-every", type=_int_at_least("--checkpoint-every", 1), default=None,
+                   metavar="STEPS", help="also save every STEPS optimizer steps")
+    t.add_argument("--keep", type=_int_at_least("--keep", 1), default=3, help="checkpoints kept (default 3)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in --checkpoint-dir (same model and settings)")
+    t.add_argument("--metrics-out", default=None, metavar="FILE",
+                   help="write one JSON line per epoch (loss, accuracy, images/s, test loss and accuracy)")
+    t.add_argument("--limit", type=_int_at_least("--limit", 1), default=None, metavar="N",
+                   help="use only the first N training images (quick runs)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
+    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-process: address of process 0 (or $JAX_COORDINATOR_ADDRESS)")
+    t.add_argument("--num-processes", type=_int_at_least("--num-processes", 1), default=None,
+                   help="multi-process: number of processes (or $JAX_NUM_PROCESSES)")
+    t.add_argument("--process-id", type=_int_at_least("--process-id", 0), default=None,
+                   help="multi-process: this process's index (or $JAX_PROCESS_ID)")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate the latest checkpoint on a split",
+                       description="Load the latest checkpoint of --checkpoint-dir and print loss and accuracy.")
+    e.add_argument("--model", required=True, choices=model_names, metavar="NAME",
+                   help=f"model name: {', '.join(model_names)}")
+    _add_data_args(e, datasets=KNOWN_DATASETS)
+    e.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="folder written by `cnnjax train`")
+    e.add_argument("--split", default="test", help="split to evaluate (default test)")
+    e.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=1000,
+                   help="evaluation batch size (default 1000)")
+    e.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
+    e.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("summary", help="print a Keras-style layer table of a model",
+                       description="Print a model's layers, output shapes and parameter counts.")
+    s.add_argument("--model", required=True, choices=model_names, metavar="NAME",
+                   help=f"model name: {', '.join(model_names)}")
+    s.add_argument("--formulas", action="store_true", help="show the shape and parameter formulas")
+    s.set_defaults(func=_summary)
+
+    try:
+        from cnnjax.data.cli import add_subcommands
+        add_subcommands(sub)
+    except ImportError:   # pragma: no cover - data CLI not installed
+        pass
+    return parser
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _check_dataset(name, args):
+    from cnnjax import models
+    from cnnjax.data import KNOWN_DATASETS
+    dataset = args.dataset or models.dataset(name)
+    if dataset not in KNOWN_DATASETS and not os.path.isdir(dataset):
+        raise UsageError(f"unknown dataset {dataset!r}; valid names: {', '.join(KNOWN_DATASETS)} "
+                         "(or an image-folder path)")
+    return dataset
+
+
+def _check_writable_file(path):
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                                                       and not os.access(path, os.W_OK)):
+        raise UsageError(f"--metrics-out {path!r} cannot be written (folder {folder!r} missing or read-only)")
+
+
+def _load(dataset, split, args):
+    from cnnjax.data import load
+    return load(dataset, split, data_dir=args.data_dir, as_uint8=True)
+
+
+def _train(args) -> int:
+    from cnnjax.train import initialize
+    initialize(args.coordinator, args.num_processes, args.process_id)
+
+    import jax
+    from cnnjax import models
+    from cnnjax.train import fit
+    from cnnjax.train.checkpoint import Checkpointer, check_writable
+
+    dataset = _check_dataset(args.model, args)
+    if args.weight_decay < 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.resume and not args.checkpoint_dir:
+        raise UsageError("--resume needs --checkpoint-dir")
+    if args.ensemble_lrs and args.ensemble not in (1, len(args.ensemble_lrs)):
+        raise UsageError(f"--ensemble {args.ensemble} disagrees with {len(args.ensemble_lrs)} --ensemble-lrs")
+    if args.metrics_out:
+        _check_writable_file(args.metrics_out)
+    if args.checkpoint_dir:
+        check_writable(args.checkpoint_dir)
+        if args.resume:
+            ckpt = Checkpointer(args.checkpoint_dir)
+            if ckpt.latest_step() is not None:
+                saved = ckpt.read_meta().get("model")
+                if saved is not None and saved != args.model:
+                    raise UsageError(f"--resume: {args.checkpoint_dir!r} holds a checkpoint of model {saved!r}, "
+                                     f"not {args.model!r}; use --model {saved} or another --checkpoint-dir")
+            ckpt.close()
+        elif os.listdir(args.checkpoint_dir) and Checkpointer(args.checkpoint_dir).latest_step() is not None:
+            raise UsageError(f"--checkpoint-dir {args.checkpoint_dir!r} already holds checkpoints; pass --resume "
+                             "to continue them or choose an empty folder")
+
+    train = _load(dataset, "train", args)
+    test = _load(dataset, "test", args)
+    images, labels = train.images, train.labels
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    if args.batch_size > len(images):
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(images)} training images")
+    expected = tuple(models.input_shape(args.model))
+    if tuple(images.shape[1:]) != expected:
+        raise UsageError(f"model {args.model!r} takes images {expected} but dataset {dataset!r} has "
+                         f"{tuple(images.shape[1:])}")
+
+    lead = jax.process_index() == 0
+    metrics_file = open(args.metrics_out, "a" if args.resume else "w") if args.metrics_out and lead else None
+
+    def on_epoch_end(record):
+        line = {k: v for k, v in record.items() if not k.endswith("_members")}
+        line.update({k: v for k, v in record.items() if k.endswith("_members")})
+        if metrics_file:
+            metrics_file.write(json.dumps(line) + "\n")
+            metrics_file.flush()
+        if args.no_progress and lead:
+            print(f"epoch {record['epoch']}/{args.epochs}: loss {record['loss']:.4f} accuracy "
+                  f"{record['accuracy']:.4f} test_accuracy {record['val_accuracy']:.4f} "
+                  f"{record['images_per_s']:,.0f} images/s", flush=True)
+
+    model = models.get(args.model)
+    start = time.perf_counter()
+    try:
+        state, history = fit(
+            model, (images, labels), optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
+            momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing, dtype=None if args.dtype == "float32" else args.dtype,
+            validation_data=(test.images, test.labels), seed=args.seed, parallel=args.parallel, loop=args.loop,
+            ensemble=args.ensemble, learning_rates=args.ensemble_lrs, checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every, keep=args.keep, resume=args.resume,
+            meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
+            progress=not args.no_progress and lead, on_epoch_end=on_epoch_end)
+    finally:
+        if metrics_file:
+            metrics_file.close()
+    seconds = time.perf_counter() - start
+    if lead and history.get("val_accuracy"):
+        members = history.get("val_accuracy_members")
+        extra = (" (members: " + ", ".join(f"{a:.4f}" for a in members[-1]) + ")") if members else ""
+        print(f"test accuracy: {history['val_accuracy'][-1]:.4f}{extra}  test loss: {history['val_loss'][-1]:.4f}"
+              f"  ({len(test.labels)} {dataset} test images; {args.model}, {len(history['epoch'])} epochs, "
+              f"{seconds:.1f} s)", flush=True)
+    return 0
+
+
+def _evaluate(args) -> int:
+    import jax
+    import numpy as np
+    from cnnjax import models
+    from cnnjax.train import evaluate, member
+    from cnnjax.train.checkpoint import Checkpointer
+    from cnnjax.train.state import TrainState
+
+    dataset = _check_dataset(args.model, args)
+    if not os.path.isdir(args.checkpoint_dir):
+        raise UsageError(f"--checkpoint-dir {args.checkpoint_dir!r} does not exist")
+    ckpt = Checkpointer(args.checkpoint_dir)
+    if ckpt.latest_step() is None:
+        raise UsageError(f"no checkpoint in {args.checkpoint_dir!r}")
+    model = models.get(args.model)
+    saved_model = ckpt.read_meta().get("model")
+    if saved_model is not None and saved_model != args.model:
+        raise UsageError(f"{args.checkpoint_dir!r} holds a checkpoint of model {saved_model!r}, not {args.model!r}")
+    shape = models.input_shape(args.model)
+    fresh = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jax.numpy.zeros((1, *shape)), train=False))
+    params, batch_stats, meta = ckpt.restore_variables(expected_params=fresh["params"])
+    split = _load(dataset, args.split, args)
+    n_members = meta.get("ensemble", 1)
+    full = TrainState(step=np.zeros((n_members,) if n_members > 1 else (), np.int32), params=params,
+                      opt_state=None, batch_stats=batch_stats, rng=None)
+    dtype = None if args.dtype == "float32" else args.dtype
+    if dtype:
+        model = model.clone(dtype=jax.numpy.dtype(dtype))
+    for i in range(n_members):
+        state = member(full, i) if n_members > 1 else full
+        out = evaluate(model, state, (split.images, split.labels), batch_size=args.batch_size)
+        who = f" member {i}" if n_members > 1 else ""
+        print(f"{args.split} accuracy{who}: {out['accuracy']:.4f}  loss: {out['loss']:.4f}  "
+              f"({len(split.labels)} {dataset} {args.split} images; {args.model}, checkpoint step "
+              f"{ckpt.latest_step()})")
+    ckpt.close()
+    return 0
+
+
+def _summary(args) -> int:
+    from cnnjax import models
+    from cnnjax.summary import summary
+    print(summary(models.get(args.model), models.input_shape(args.model), formulas=args.formulas))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the `cnnjax` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from cnnjax.train import CheckpointMismatchError, NonFiniteLossError
+    try:
+        from cnnjax.data import DataNotFoundError
+    except ImportError:  # pragma: no cover
+        DataNotFoundError = FileNotFoundError
+    prefix = f"cnnjax {args.command}: error:"
+    try:
+        return args.func(args)
+    except (UsageError, CheckpointMismatchError) as e:
+        print(f"{prefix} {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"{prefix} {e}", file=sys.stderr)
+        return 3
+    except (ValueError, TypeError, DataNotFoundError) as e:
+        print(f"{prefix} {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ncnnjax {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
