@@ -1,0 +1,37 @@
+"""`cnnjax data import|info` through `main(argv)` and through a host parser via `add_subcommands`."""
+import argparse
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from cnnjax.data.cli import add_subcommands, main
+
+
+def _idx(array):
+    return bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape) + array.tobytes()
+
+
+def test_import_then_info(tmp_path, capsys):
+    src = tmp_path / "src" / "mnist"
+    src.mkdir(parents=True)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        (src / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(np.zeros((n, 28, 28), np.uint8))))
+        (src / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(_idx((np.arange(n) % 2).astype(np.uint8))))
+    assert main(["import", "mnist", "--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "p")]) == 0
+    assert tfds.builder_from_directory(str(tmp_path / "p" / "mnist" / "3.0.1")).info.splits["train"].num_examples == 20
+    assert main(["info", "mnist", "--data-dir", str(tmp_path / "p"), "--splits", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist test: images (10, 28, 28, 1)" in out and "0=5, 1=5, 2=0" in out
+
+
+def test_add_subcommands_in_a_host_parser():
+    parser = argparse.ArgumentParser(prog="cnnjax")
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", "import", "cifar10", "--source", "x"])
+    assert args.names == ["cifar10"] and args.data_dir is None and callable(args.func)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["data", "import", "svhn", "--source", "x"])
