@@ -1,0 +1,5 @@
+import sys
+
+from cnnjax.viz.cli import main
+
+sys.exit(main())
