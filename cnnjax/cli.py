@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_subcommands(sub)
     except ImportError:   # pragma: no cover - data CLI not installed
         pass
+    from cnnjax.viz.cli import add_subcommands as add_plot_subcommands
+    add_plot_subcommands(sub)
     return parser
 
 
