@@ -31,12 +31,18 @@ class TinyCNN(nn.Module):
 
 
 def toy_data(n=128, seed=0, size=8):
-    """n images [n, size, size, 1] in [0,1]; label = which third of [0,1] the image mean falls in (0..2)."""
+    """n images [n, size, size, 1] in [0,1]: faint noise plus a bright vertical line (label 0), a horizontal
+    line (label 1) or no line (label 2), at a random position."""
     rng = np.random.default_rng(seed)
-    bright = rng.integers(0, 3, n)
-    x = np.clip(rng.random((n, size, size, 1), dtype=np.float32) * 0.5 + bright[:, None, None, None] * 0.25,
-                0, 1).astype(np.float32)
-    return x, bright.astype(np.int32)
+    labels = rng.integers(0, 3, n).astype(np.int32)
+    x = (rng.random((n, size, size, 1)) * 0.3).astype(np.float32)
+    where = rng.integers(0, size, n)
+    for i in range(n):
+        if labels[i] == 0:
+            x[i, :, where[i], 0] = 1.0
+        elif labels[i] == 1:
+            x[i, where[i], :, 0] = 1.0
+    return x, labels
 
 
 def _flat(params):

@@ -1,0 +1,212 @@
+"""cnnjax.train on one device: optimizers and schedules, the loss, one step by hand, fit, evaluate, bf16,
+non-finite losses and bad input. Tiny models (tests/test_parallel_worker.py) keep compiles short."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnnjax.train import (NonFiniteLossError, create_state, cross_entropy, epoch_order, evaluate, fit,
+                          make_eval_step, make_optimizer, make_schedule, make_train_chunk, make_train_step)
+from test_parallel_worker import TinyCNN, toy_data
+
+
+# ---------------------------------------------------------------- optimizers and schedules (closed forms)
+def _one_update(tx, g, p):
+    updates, _ = tx.update(g, tx.init(p), p)
+    return np.asarray(updates)
+
+
+def test_sgd_first_update_is_minus_lr_times_gradient():
+    p, g = jnp.array([1.0, -2.0]), jnp.array([0.5, 4.0])
+    np.testing.assert_allclose(_one_update(make_optimizer("sgd", 0.1, momentum=0.0), g, p), [-0.05, -0.4])
+    # with L2 weight decay the gradient is g + wd * p
+    np.testing.assert_allclose(_one_update(make_optimizer("sgd", 0.1, momentum=0.0, weight_decay=0.01), g, p),
+                               [-0.1 * (0.5 + 0.01), -0.1 * (4.0 - 0.02)], rtol=1e-6)
+
+
+def test_sgd_momentum_and_nesterov_second_update():
+    # momentum m: v1 = g1, v2 = m v1 + g2, update2 = -lr v2; nesterov: update2 = -lr (g2 + m v2)
+    p, g1, g2, lr, m = jnp.zeros(1), jnp.array([1.0]), jnp.array([2.0]), 0.1, 0.9
+    for nesterov, expected in [(False, -lr * (m * 1 + 2)), (True, -lr * (2 + m * (m * 1 + 2)))]:
+        tx = make_optimizer("sgd", lr, momentum=m, nesterov=nesterov)
+        s = tx.init(p)
+        _, s = tx.update(g1, s, p)
+        u, _ = tx.update(g2, s, p)
+        np.testing.assert_allclose(np.asarray(u), [expected], rtol=1e-6)
+
+
+def test_adam_first_update_is_minus_lr_times_sign_and_adamw_decays():
+    p, g = jnp.array([1.0, 2.0]), jnp.array([3.0, -0.002])
+    np.testing.assert_allclose(_one_update(make_optimizer("adam", 1e-3), g, p), [-1e-3, 1e-3], rtol=1e-4)
+    # decoupled decay: update = -lr * (sign(g) + wd * p)
+    np.testing.assert_allclose(_one_update(make_optimizer("adamw", 1e-3, weight_decay=0.1), g, p),
+                               [-1e-3 * (1 + 0.1), -1e-3 * (-1 + 0.2)], rtol=1e-4)
+
+
+def test_schedules_closed_form():
+    cos = make_schedule("cosine", 1.0, total_steps=100)
+    for t in (0, 25, 50, 100):
+        assert float(cos(t)) == pytest.approx((1 + math.cos(math.pi * t / 100)) / 2, abs=1e-6)
+    warm = make_schedule("warmup_cosine", 2.0, total_steps=110, warmup_steps=10)
+    assert [float(warm(t)) for t in (0, 5, 10)] == pytest.approx([0.0, 1.0, 2.0])
+    assert float(warm(60)) == pytest.approx(1.0, abs=1e-6)          # halfway through the cosine part
+    const = make_schedule("constant", 0.5, warmup_steps=4)
+    assert [float(const(t)) for t in (0, 2, 4, 50)] == pytest.approx([0.0, 0.25, 0.5, 0.5])
+    one = make_schedule("one_cycle", 1.0, total_steps=100)
+    assert float(one(30)) == pytest.approx(1.0, abs=1e-3) and float(one(0)) < 0.1 and float(one(100)) < 1e-3
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: make_optimizer("rmsprop"), "unknown optimizer 'rmsprop'; valid names: sgd, adam, adamw"),
+    (lambda: make_optimizer("adam", 0.0), "learning_rate must be a finite number > 0, got 0.0"),
+    (lambda: make_optimizer("adam", -1e-3), "learning_rate must be a finite number > 0"),
+    (lambda: make_optimizer("sgd", 0.1, momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (lambda: make_schedule("linear", 0.1), "unknown schedule 'linear'; valid names"),
+    (lambda: make_schedule("cosine", 0.1), "needs total_steps > warmup_steps"),
+])
+def test_optimizer_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ---------------------------------------------------------------- loss and one step by hand
+def test_cross_entropy_matches_numpy_with_label_smoothing():
+    rng = np.random.default_rng(0)
+    logits, labels, eps = rng.normal(size=(5, 4)).astype(np.float32), np.array([0, 3, 1, 1, 2]), 0.2
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    q = np.full((5, 4), eps / 4) + (1 - eps) * np.eye(4)[labels]
+    np.testing.assert_allclose(cross_entropy(jnp.asarray(logits), jnp.asarray(labels), eps), -(q * logp).sum(1),
+                               rtol=1e-5)
+    np.testing.assert_allclose(cross_entropy(jnp.asarray(logits), jnp.asarray(labels)),
+                               -logp[np.arange(5), labels], rtol=1e-5)
+    # bfloat16 logits still give a float32 loss
+    assert cross_entropy(jnp.asarray(logits, jnp.bfloat16), jnp.asarray(labels)).dtype == jnp.float32
+
+
+def test_train_step_equals_hand_written_sgd_step():
+    model, tx = TinyCNN(), optax.sgd(0.5)
+    x, y = toy_data(16)
+    state = create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(1))
+    before = jax.tree.map(np.array, state.params)
+
+    def loss(params):   # independent reference: plain log-softmax NLL
+        logits = model.apply({"params": params}, jnp.asarray(x))
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(y)[:, None], 1))
+
+    grads = jax.grad(loss)(state.params)
+    new, metrics = jax.jit(make_train_step(model, tx), donate_argnums=0)(state, x, y)
+    jax.tree.map(lambda p, g, q: np.testing.assert_allclose(q, p - 0.5 * np.asarray(g), rtol=1e-5, atol=1e-6),
+                 before, grads, new.params)
+    assert int(new.step) == 1
+    assert float(metrics["loss"]) == pytest.approx(float(loss(jax.tree.map(jnp.asarray, before))), rel=1e-5)
+    logits = model.apply({"params": before}, jnp.asarray(x))
+    assert float(metrics["accuracy"]) == pytest.approx(float(np.mean(np.argmax(logits, -1) == y)))
+
+
+def test_uint8_images_are_scaled_to_unit_range():
+    model, tx = TinyCNN(), optax.sgd(0.1)
+    x, y = toy_data(16)
+    u8 = np.round(x * 255).astype(np.uint8)
+    state = create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0))
+    ev = jax.jit(make_eval_step(model))
+    w = np.ones(16, np.float32)
+    a, b = ev(state, u8, y, w), ev(state, u8.astype(np.float32) / 255, y, w)
+    assert float(a["loss_sum"]) == pytest.approx(float(b["loss_sum"]), rel=1e-5)
+
+
+def test_scan_chunk_equals_separate_steps():
+    model, tx = TinyCNN(dropout=0.3), optax.adam(1e-2)
+    x, y = toy_data(48)
+    xs, ys = x.reshape(3, 16, 8, 8, 1), y.reshape(3, 16)
+    step = make_train_step(model, tx)
+    s1 = create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(2))
+    s2 = create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(2))
+    losses = []
+    for i in range(3):
+        s1, m = jax.jit(step)(s1, xs[i], ys[i])
+        losses.append(float(m["loss"]))
+    s2, m2 = jax.jit(make_train_chunk(step))(s2, xs, ys)
+    np.testing.assert_allclose(np.asarray(m2["loss"]), losses, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s1.params, s2.params)
+
+
+# ---------------------------------------------------------------- fit and evaluate
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    a, b, c = epoch_order(0, 0, 50), epoch_order(0, 0, 50), epoch_order(0, 1, 50)
+    assert sorted(a.tolist()) == list(range(50)) and (a == b).all() and not (a == c).all()
+
+
+def test_fit_learns_the_toy_task_and_reports_keras_history():
+    x, y = toy_data(192)
+    vx, vy = toy_data(64, seed=1)
+    seen = []
+    state, hist = fit(TinyCNN(), (x, y), optimizer="adam", learning_rate=2e-2, epochs=6, batch_size=32,
+                      validation_data={"images": vx, "labels": vy}, progress=False, on_epoch_end=seen.append)
+    assert hist["epoch"] == [1, 2, 3, 4, 5, 6] and len(seen) == 6 and seen[-1]["epoch"] == 6
+    assert {"loss", "accuracy", "images_per_s", "seconds", "val_loss", "val_accuracy"} <= set(hist)
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["val_accuracy"][-1] >= 0.8           # lines vs no line: easy once trained; chance is 1/3
+    assert int(state.step) == 6 * (192 // 32)
+    # evaluate() agrees with a numpy count over model.apply (batch 50 pads the last of 2 batches)
+    ev = evaluate(TinyCNN(), state, (vx, vy), batch_size=50)
+    logits = np.asarray(TinyCNN().apply({"params": state.params}, jnp.asarray(vx)))
+    assert ev["accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == vy)))
+    assert ev["accuracy"] == pytest.approx(hist["val_accuracy"][-1])
+
+
+def test_fit_bfloat16_compute_keeps_float32_params_and_tracks_float32_run():
+    x, y = toy_data(64)
+    kw = dict(optimizer="sgd", learning_rate=0.1, epochs=1, batch_size=32, progress=False)
+    s32, h32 = fit(TinyCNN(), (x, y), **kw)
+    s16, h16 = fit(TinyCNN(), (x, y), dtype="bfloat16", **kw)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(s16.params))
+    assert h16["loss"][0] == pytest.approx(h32["loss"][0], rel=2e-2)     # bf16 has ~3 significant digits
+    assert h16["loss"][0] != h32["loss"][0]                               # ... and really ran in bf16
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    from cnnjax.train import Checkpointer
+    x, y = toy_data(72)                      # batch 16: 4 steps per epoch, 8 rows left out of each epoch
+    order0, order1 = epoch_order(0, 0, 72), epoch_order(0, 1, 72)
+    pos1 = {int(r): i for i, r in enumerate(order1[:64])}
+    row = next(int(r) for r in order0[64:] if int(r) in pos1)     # unused in epoch 1, used in epoch 2
+    bad_step = 4 + pos1[row] // 16 + 1                              # 1-based global step that sees it
+    x = x.copy()
+    x[row] = np.nan
+    with pytest.raises(NonFiniteLossError, match=rf"loss became nan at step {bad_step} \(epoch 2\); last finite "
+                                                 rf"loss [0-9.e-]+ at step {bad_step - 1}\. .*last good "
+                                                 rf"checkpoint is step {bad_step - 1}"):
+        fit(TinyCNN(), (x, y), epochs=2, batch_size=16, progress=False, checkpoint_dir=str(tmp_path),
+            checkpoint_every=1, seed=0, loop="step")
+    ck = Checkpointer(str(tmp_path))
+    assert ck.latest_step() == bad_step - 1
+    params, _, _ = ck.restore_variables()
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(epochs=0), ValueError, "fit: epochs must be an int >= 1, got 0"),
+    (dict(batch_size=0), ValueError, "fit: batch_size must be an int >= 1, got 0"),
+    (dict(batch_size=1000), ValueError, "batch_size 1000 is larger than the 64 training examples"),
+    (dict(optimizer="lamb"), ValueError, "unknown optimizer 'lamb'; valid names: sgd, adam, adamw"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate must be a finite number > 0, got -1.0"),
+    (dict(loop="fast"), ValueError, "unknown loop 'fast'; valid: auto, scan, step"),
+    (dict(parallel="tpu"), ValueError, "unknown parallel mode 'tpu'; valid: none, pmap, shard"),
+    (dict(resume=True), ValueError, "resume=True needs a checkpoint_dir"),
+    (dict(optimizer=3), TypeError, "optimizer must be a name or an optax.GradientTransformation"),
+])
+def test_fit_bad_input(kwargs, err, match):
+    x, y = toy_data(64)
+    args = dict(epochs=1, batch_size=16, progress=False) | kwargs
+    with pytest.raises(err, match=match):
+        fit(TinyCNN(), (x, y), **args)
+
+
+def test_fit_bad_data():
+    with pytest.raises(ValueError, match=r"images \[N, H, W, C\] and labels \[N\]"):
+        fit(TinyCNN(), (np.zeros((4, 8, 8)), np.zeros(4, int)), epochs=1, batch_size=2)
+    with pytest.raises(TypeError, match="labels must be integer class ids"):
+        fit(TinyCNN(), (np.zeros((4, 8, 8, 1)), np.zeros(4)), epochs=1, batch_size=2)
