@@ -8,6 +8,7 @@ Output size per spatial axis: ``(n + lo + hi - pool_size) // strides + 1`` (roun
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnnjax import _args, shapes
@@ -45,7 +46,7 @@ def _extreme(x, pool_size, strides, padding, data_format, ceil_mode, fn, largest
         init = info.min if largest else info.max
     else:
         raise TypeError(f"{fn}: x has dtype {x.dtype}; pooling needs a floating or integer array.")
-    return lax.reduce_window(x, jnp.array(init, x.dtype), lax.max if largest else lax.min, dims, steps, pads)
+    return lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min, dims, steps, pads)
 
 
 def max_pool(x, pool_size=2, strides=None, padding="valid", data_format="channels_last", ceil_mode=False):
@@ -75,7 +76,7 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
     fn = "avg_pool"
     x, dims, steps, pads, pairs, extra, fmt = _window(x, pool_size, strides, padding, data_format, ceil_mode, fn)
     x = _checks.floating(x, "x", fn)
-    sums = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, steps, pads)
+    sums = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pads)
     spatial = [x.shape[a] for a in _args.spatial_axes(fmt, x.ndim)]
     ones = jnp.ones(spatial, x.dtype)
     if count_include_pad:
@@ -85,7 +86,7 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
         count_pads = [(lo, hi + e) for (lo, hi), e in zip(pairs, extra)]
     spatial_dims = [d for a, d in enumerate(dims) if a in _args.spatial_axes(fmt, x.ndim)]
     spatial_steps = [s for a, s in enumerate(steps) if a in _args.spatial_axes(fmt, x.ndim)]
-    counts = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, spatial_dims, spatial_steps, count_pads)
+    counts = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, spatial_dims, spatial_steps, count_pads)
     counts = counts.reshape(sums.shape[1:-1] + (1,) if fmt == "channels_last" else (1,) + sums.shape[2:])
     return sums / counts[None]
 
@@ -127,4 +128,4 @@ def channel_max_pool(x, pool_size, strides=None, data_format="channels_last"):
     dims = tuple(k if a == axis else 1 for a in range(x.ndim))
     steps = tuple(s if a == axis else 1 for a in range(x.ndim))
     init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
-    return lax.reduce_window(x, jnp.array(init, x.dtype), lax.max, dims, steps, "VALID")
+    return lax.reduce_window(x, np.array(init, x.dtype), lax.max, dims, steps, "VALID")
