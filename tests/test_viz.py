@@ -187,7 +187,7 @@ def test_cli_curves_features_filters(tmp_path):
     Image.fromarray((np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)).save(tmp_path / "digit.png")
     assert viz_cli.main(["features", "--model", "mnist_cnn", "--image", str(tmp_path / "digit.png"), "--layer",
                          "max_pooling2d", "--max-maps", "8", "--out", str(tmp_path / "f.png")]) == 0
-    assert viz_cli.main(["filters", "--model", "mnist_cnn2", "--layer", "Conv2D_1", "--out",
+    assert viz_cli.main(["filters", "--model", "mnist_cnn", "--layer", "Conv2D_0", "--max-maps", "8", "--out",
                          str(tmp_path / "w.png")]) == 0
     for name in ("c.png", "f.png", "w.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -21,7 +21,7 @@ def _model_and_variables(args):
 
     model = models.get(args.model)
     shape = models.input_shape(args.model)
-    variables = jax.jit(lambda k: model.init(k, np.zeros((1, *shape), np.float32)))(jax.random.key(args.seed))
+    variables = model.init(jax.random.key(args.seed), np.zeros((1, *shape), np.float32))
     if args.checkpoint_dir:
         from cnnjax.train import Checkpointer
 
