@@ -123,3 +123,12 @@ def test_pool_bfloat16_and_jit():
         y = jax.jit(lambda a: op(jnp.asarray(a, jnp.bfloat16), 3, 2, "same"))(x)
         assert y.dtype == jnp.bfloat16
         np.testing.assert_allclose(np.asarray(y, np.float32), REF[op](x, 3, 2, "same"), rtol=0.02, atol=0.02)
+
+
+@pytest.mark.parametrize("op", [F.max_pool, F.avg_pool, F.min_pool])
+def test_pool_gradients_under_jit_equal_eager(op):
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 5, 5, 2)), jnp.float32)
+    loss = lambda a: jnp.sum(op(a, 2, 2, "same") ** 2)
+    np.testing.assert_allclose(jax.jit(jax.grad(loss))(x), jax.grad(loss)(x), rtol=1e-6, atol=1e-6)
+    g = jax.jit(jax.grad(lambda a: jnp.sum(F.channel_max_pool(a, 2))))(x)
+    assert float(g.sum()) == 2 * 5 * 5                     # one winner per output cell
