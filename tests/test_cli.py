@@ -1,0 +1,109 @@
+"""The `cnnjax` command: help text, clear errors with exit status 2 and nothing written, summary, and (slow)
+one real training run on MNIST from ../shared/data followed by `cnnjax evaluate`."""
+import json
+import os
+
+import pytest
+
+from cnnjax.cli import build_parser, main
+from cnnjax.train import fit
+from test_parallel_worker import TinyCNN, toy_data
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:          # argparse errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_help_explains_every_option(capsys):
+    code, out, _ = _run(["train", "--help"], capsys)
+    assert code == 0
+    for option in ["--model", "--dataset", "--epochs", "--batch-size", "--optimizer", "--lr", "--data-dir",
+                   "--checkpoint-dir", "--resume", "--parallel", "--ensemble", "--dtype", "--seed",
+                   "--metrics-out", "--schedule", "--weight-decay", "--label-smoothing", "--loop"]:
+        assert option in out
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert all(a.help for a in train._actions), [a.dest for a in train._actions if not a.help]
+    assert {"train", "evaluate", "summary", "data"} <= set(build_parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "nope"], "invalid choice: 'nope'"),
+    (["train", "--model", "mnist_cnn", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["train", "--model", "mnist_cnn", "--lr", "0"], "--lr must be > 0, got 0"),
+    (["train", "--model", "mnist_cnn", "--lr", "-0.1"], "--lr must be > 0, got -0.1"),
+    (["train", "--model", "mnist_cnn", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["train", "--model", "mnist_cnn", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["train", "--model", "mnist_cnn", "--batch-size", "ten"], "--batch-size must be an integer, got 'ten'"),
+    (["train", "--model", "mnist_cnn", "--parallel", "gpu"], "invalid choice: 'gpu'"),
+])
+def test_argument_errors_exit_2_and_name_the_valid_choices(argv, message, capsys):
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and message in err
+    if "invalid choice: 'nope'" in message:
+        assert "mnist_cnn" in err and "resnet20" in err
+
+
+def test_unknown_dataset_and_resume_without_dir(capsys):
+    code, _, err = _run(["train", "--model", "mnist_cnn", "--dataset", "svhn"], capsys)
+    assert code == 2 and "unknown dataset 'svhn'; valid names: mnist, fashion_mnist, cifar10" in err
+    code, _, err = _run(["train", "--model", "mnist_cnn", "--resume"], capsys)
+    assert code == 2 and "--resume needs --checkpoint-dir" in err
+
+
+def test_unwritable_checkpoint_dir_and_metrics_file_write_nothing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _run(["train", "--model", "mnist_cnn", "--checkpoint-dir", str(blocker / "ck")], capsys)
+    assert code == 2 and "is not writable" in err
+    code, _, err = _run(["train", "--model", "mnist_cnn", "--metrics-out", str(tmp_path / "no" / "m.jsonl"),
+                         "--checkpoint-dir", str(tmp_path / "ck")], capsys)
+    assert code == 2 and "--metrics-out" in err and "cannot be written" in err
+    assert sorted(os.listdir(tmp_path)) == ["file"]        # the checks come before anything is created
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path, capsys):
+    x, y = toy_data(32)
+    fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, checkpoint_dir=str(tmp_path),
+        meta={"model": "mnist_cnn"})
+    code, _, err = _run(["train", "--model", "lenet5", "--checkpoint-dir", str(tmp_path), "--resume"], capsys)
+    assert code == 2 and "holds a checkpoint of model 'mnist_cnn', not 'lenet5'" in err
+    code, _, err = _run(["train", "--model", "lenet5", "--checkpoint-dir", str(tmp_path)], capsys)
+    assert code == 2 and "already holds checkpoints; pass --resume" in err
+    code, _, err = _run(["evaluate", "--model", "lenet5", "--checkpoint-dir", str(tmp_path)], capsys)
+    assert code == 2 and "holds a checkpoint of model 'mnist_cnn', not 'lenet5'" in err
+
+
+def test_summary_prints_the_lecture_parameter_count(capsys):
+    code, out, _ = _run(["summary", "--model", "mnist_cnn"], capsys)
+    assert code == 0 and "693,962" in out          # the notes' Keras summary total for MNIST example 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "mnist")), reason="needs ../shared/data/mnist")
+def test_train_then_evaluate_on_mnist(tmp_path, capsys):
+    ck, metrics = str(tmp_path / "ck"), str(tmp_path / "m.jsonl")
+    argv = ["train", "--model", "fashion_dnn", "--dataset", "mnist", "--data-dir", DATA, "--epochs", "1",
+            "--limit", "4096", "--batch-size", "128", "--checkpoint-dir", ck, "--metrics-out", metrics,
+            "--no-progress"]
+    code, out, err = _run(argv, capsys)
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ") and "10000 mnist test images" in last
+    accuracy = float(last.split()[2])
+    assert accuracy > 0.8                                 # 32 steps of Adam on a dense net: well above chance
+    lines = [json.loads(line) for line in open(metrics)]
+    assert len(lines) == 1 and lines[0]["val_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert {"loss", "accuracy", "images_per_s"} <= set(lines[0])
+    code, out, err = _run(["evaluate", "--model", "fashion_dnn", "--dataset", "mnist", "--data-dir", DATA,
+                           "--checkpoint-dir", ck], capsys)
+    assert code == 0, err
+    assert f"test accuracy: {accuracy:.4f}" in out
+    code, _, err = _run(argv[:9] + ["--limit", "100", "--batch-size", "128"], capsys)
+    assert code == 2 and "--batch-size 128 is larger than the 100 training images" in err
