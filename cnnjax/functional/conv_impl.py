@@ -1,0 +1,88 @@
+"""Equivalent implementations of the convolution in :func:`cnnjax.functional.conv`, chosen per backend.
+
+Both compute, for a channels-last input ``x (N, *spatial, C)`` and a kernel ``(*k, C, F)`` (groups = 1)::
+
+    y[n, o, f] = sum_{j, c} x_pad[n, o * s + j * d, c] * kernel[j, c, f]      (o, j, s, d per spatial axis)
+
+with ``x_pad`` the input padded by ``(lo, hi)`` zeros per spatial axis, and
+``out = (n + lo + hi - d * (k - 1) - 1) // s + 1`` cells per spatial axis.
+
+- :func:`conv_xla`: one ``lax.conv_general_dilated``; the form every backend gets by default.
+- :func:`conv_im2col`: the patch matrix ``P (N, *out, prod(k) * C)`` is built from ``prod(k)`` strided slices of
+  ``x_pad`` concatenated on the channel axis (slice order = the kernel's row-major offsets, so ``P`` lines up with
+  ``kernel.reshape(prod(k) * C, F)``), then ``y = P @ kernel.reshape(prod(k) * C, F)``: one matrix product.
+  Its gradients are again slices, pads and matrix products.
+
+:func:`conv_general` picks one at lowering time with ``lax.platform_dependent``: on XLA:CPU the im2col form for
+ungrouped convolutions whose patch matrix is small (``prod(k) * C <= IM2COL_MAX_DEPTH``), where it was measured
+faster, forward and backward, than XLA:CPU's convolution (``experiments/bench_cpu_ops.py``; figures in
+``experiments/SPEED.md``); the XLA convolution everywhere else (GPU, TPU, grouped or deep convolutions). The
+results agree to float rounding (different summation order); ``tests/test_conv.py`` holds both against a NumPy
+loop and TensorFlow.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["conv_xla", "conv_im2col", "conv_general", "uses_im2col", "IM2COL_MAX_DEPTH"]
+
+# Largest patch depth prod(kernel_size) * in_channels for which XLA:CPU gets the im2col form.
+IM2COL_MAX_DEPTH = 1 << 30
+
+
+def conv_xla(x, kernel, *, strides, padding, dilation, groups=1, dimension_numbers, precision=None):
+    """``lax.conv_general_dilated`` with the given layouts (``dimension_numbers = (lhs, rhs, lhs)``)."""
+    return lax.conv_general_dilated(x, kernel, window_strides=strides, padding=padding, rhs_dilation=dilation,
+                                    dimension_numbers=dimension_numbers, feature_group_count=groups,
+                                    precision=precision)
+
+
+def conv_im2col(x, kernel, *, strides, padding, dilation, channels_last=True, precision=None):
+    """Ungrouped convolution as patches @ kernel (see the module docstring).
+
+    Args:
+      x: ``(N, *spatial, C)`` (or ``(N, C, *spatial)`` with ``channels_last=False``).
+      kernel: ``(*k, C, F)``.
+      strides, dilation: one int per spatial axis; padding: one ``(lo, hi)`` pair per spatial axis.
+
+    Returns ``(N, *out, F)`` (or ``(N, F, *out)``), the dtype of ``x``.
+    """
+    n_sp = kernel.ndim - 2
+    if not channels_last:
+        x = jnp.moveaxis(x, 1, -1)
+    ksize, channels, filters = kernel.shape[:n_sp], kernel.shape[-2], kernel.shape[-1]
+    zero = jnp.zeros((), x.dtype)
+    xp = lax.pad(x, zero, [(0, 0, 0), *[(lo, hi, 0) for lo, hi in padding], (0, 0, 0)])
+    out = [(xp.shape[1 + a] - dilation[a] * (ksize[a] - 1) - 1) // strides[a] + 1 for a in range(n_sp)]
+    slices = []
+    for offset in itertools.product(*(range(k) for k in ksize)):
+        start = [0, *(j * d for j, d in zip(offset, dilation)), 0]
+        limit = [xp.shape[0], *(j * d + (o - 1) * s + 1 for j, d, o, s in zip(offset, dilation, out, strides)),
+                 channels]
+        slices.append(lax.slice(xp, start, limit, (1, *strides, 1)))
+    patches = slices[0] if len(slices) == 1 else lax.concatenate(slices, x.ndim - 1)
+    weights = kernel.reshape(math.prod(ksize) * channels, filters)
+    y = lax.dot_general(patches, weights, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+    return y if channels_last else jnp.moveaxis(y, -1, 1)
+
+
+def uses_im2col(kernel_shape, groups: int) -> bool:
+    """Whether XLA:CPU gets the im2col form for a kernel ``(*k, C // groups, F)`` (see the module docstring)."""
+    return groups == 1 and math.prod(kernel_shape[:-1]) <= IM2COL_MAX_DEPTH
+
+
+def conv_general(x, kernel, *, strides, padding, dilation, groups, dimension_numbers, precision=None):
+    """The convolution of ``cnnjax.functional.conv``: :func:`conv_im2col` on CPU where :func:`uses_im2col`
+    says so, :func:`conv_xla` otherwise (chosen when the computation is lowered for its platform)."""
+    kw = dict(strides=tuple(strides), padding=tuple(tuple(p) for p in padding), dilation=tuple(dilation))
+    xla = lambda x, k: conv_xla(x, k, groups=groups, dimension_numbers=dimension_numbers,  # noqa: E731
+                                precision=precision, **kw)
+    if not uses_im2col(kernel.shape, groups):
+        return xla(x, kernel)
+    channels_last = dimension_numbers[0][-1] == "C"
+    im2col = lambda x, k: conv_im2col(x, k, channels_last=channels_last, precision=precision, **kw)  # noqa: E731
+    return lax.platform_dependent(x, kernel, cpu=im2col, default=xla)
