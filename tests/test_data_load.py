@@ -122,6 +122,8 @@ def test_errors(tmp_path, tiny_mnist):
     source, prepared = tiny_mnist
     with pytest.raises(ValueError, match="split 'validation' is not in dataset 'mnist'.*\\['test', 'train'\\]"):
         load("mnist", "validation", data_dir=source, prepared_dir=prepared, progress=False)
+    with pytest.raises(ValueError, match="validation_fraction=0.1 .* apply to image folders only"):
+        load("mnist", "train", validation_fraction=0.1)
     with pytest.raises(ValueError, match="data_format='NHWC'.*channels_last"):
         load("mnist", "train", data_format="NHWC")
 

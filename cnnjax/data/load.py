@@ -173,6 +173,12 @@ def load(
         raise ValueError(f"load: image_size={image_size!r}; expected (height, width) of ints >= 1.")
     key = os.fspath(name)
     if key in KNOWN_DATASETS:
+        if validation_fraction or color_mode != "rgb":
+            raise ValueError(
+                f"load: validation_fraction={validation_fraction!r} and color_mode={color_mode!r} apply to image "
+                f"folders only; {key!r} has fixed splits {('train', 'test')} and channels (take a validation "
+                f"slice of 'train' yourself)."
+            )
         prepared = os.fspath(prepared_dir) if prepared_dir is not None else default_data_dir()
         images, labels, class_names = _load_named(
             key, split, data_dir=None if data_dir is None else os.fspath(data_dir), prepared_dir=prepared,
