@@ -54,14 +54,14 @@ def to_float(images: jax.Array, mean=None, std=None, dtype=jnp.float32, *, chann
     """x = images / 255 in `dtype`, then, if given, (x - mean) / std per channel.
 
     mean and std are sequences of length c (the size of `channel_axis`, the last axis for NHWC), on the [0, 1]
-    scale, e.g. MNIST mean (0.1307,) std (0.3081,). Shape is unchanged.
+    scale, e.g. MNIST mean (0.1307,) std (0.3081,). Shape is unchanged. Computed as x_u8 * scale + shift with
+    scale = 1 / (255 std), shift = -mean / std (equal to the formula up to float rounding).
     """
-    x = images.astype(dtype) / jnp.asarray(255, dtype)
+    x = images.astype(dtype)
     if mean is None and std is None:
-        return x
-    axis = channel_axis % x.ndim
-    c = x.shape[axis]
-    shape = tuple(c if i == axis else 1 for i in range(x.ndim))
+        return x / jnp.asarray(255, dtype)
+    axis = channel_axis % images.ndim
+    c = images.shape[axis]
     mean = jnp.zeros((c,), dtype) if mean is None else jnp.asarray(mean, dtype)
     std = jnp.ones((c,), dtype) if std is None else jnp.asarray(std, dtype)
     if mean.shape != (c,) or std.shape != (c,):
@@ -69,7 +69,17 @@ def to_float(images: jax.Array, mean=None, std=None, dtype=jnp.float32, *, chann
             f"to_float: mean shape {mean.shape} and std shape {std.shape} must both be ({c},), one value per "
             f"channel of axis {channel_axis} of images {images.shape}."
         )
-    return (x - mean.reshape(shape)) / std.reshape(shape)
+    # scale and shift are laid out over all axes from the channel axis on and flattened, so the innermost loop
+    # runs over one long contiguous row: broadcasting over c = 3 directly is ~5x slower on CPU.
+    lead, trailing = images.shape[:axis], images.shape[axis:]
+    per_channel = (c,) + (1,) * (len(trailing) - 1)
+    row = (1,) * len(lead) + (-1,)
+
+    def spread(v):
+        return jnp.broadcast_to(v.reshape(per_channel), trailing).reshape(row)
+
+    flat = x.reshape(lead + (-1,))
+    return (flat * spread(1 / (255 * std)) + spread(-mean / std)).reshape(images.shape)
 
 
 def random_crop_flip(key: jax.Array, images: jax.Array, *, pad: int = 4, flip: bool = True) -> jax.Array:
