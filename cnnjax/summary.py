@@ -8,8 +8,9 @@ where a window leaves trailing input cells unused (the lecture's "information lo
 
 How the rows are found: every module's ``__call__`` is intercepted (``flax.linen.intercept_methods``) while
 ``model.init`` runs under ``jax.eval_shape``, so nothing is computed and models too big to run still work. A row
-is a module that has no submodules of its own (a layer), in call order; a composite module only gets a row for
-variables it declares itself. Names follow Keras (``conv2d``, ``conv2d_1``, ...) unless a layer was given a name.
+is a module that calls no other module while it runs (a layer), in call order; a composite module (a block, a
+``Sequential``) only gets a row for variables it declares itself. Names follow Keras (``conv2d``, ``conv2d_1``,
+...) unless a layer was given a name.
 
 Receptive field ``r`` and jump ``j`` per spatial axis, starting from ``r = j = 1`` at the input::
 
@@ -69,19 +70,28 @@ class _Call:
         self.inputs = inputs
         self.output: Any = None
         self.leaf = True
+        self.first = 0                 # index in the finished list of the first call made inside this one
         self.state: Any = _UNKNOWN     # receptive field state of the output
 
 
 def _trace(model: nn.Module, input_shape: Sequence[int], dtype) -> Tuple[List[_Call], List[_Call], Any, Any]:
     started: List[_Call] = []
     finished: List[_Call] = []
+    stack: List[_Call] = []
 
     def interceptor(next_fun, args, kwargs, context):
         if context.method_name != "__call__" or not args:
             return next_fun(*args, **kwargs)
         call = _Call(context.module, args[0])
+        if stack:
+            stack[-1].leaf = False      # a call made while another runs: the outer one is not a layer
+        call.first = len(finished)
         started.append(call)
-        out = next_fun(*args, **kwargs)
+        stack.append(call)
+        try:
+            out = next_fun(*args, **kwargs)
+        finally:
+            stack.pop()
         call.output = out
         finished.append(call)
         return out
@@ -96,9 +106,6 @@ def _trace(model: nn.Module, input_shape: Sequence[int], dtype) -> Tuple[List[_C
 
     with nn.intercept_methods(interceptor):
         variables = jax.eval_shape(init, x)
-    for call in started:
-        call.leaf = not any(other.path[:len(call.path)] == call.path and len(other.path) > len(call.path)
-                            for other in started)
     return started, finished, variables, captured["x"]
 
 
@@ -314,13 +321,14 @@ def _receptive_fields(finished: List[_Call], x, input_shape) -> None:
                 return state
         return history[-1][1] if history else _UNKNOWN
 
-    for call in finished:
+    for position, call in enumerate(finished):
+        start = call.first
         if call.leaf:
             call.state = _next_state(call, lookup(call.inputs))
         else:
             shape = _shape_of(call.output)
-            inner = [c for c in finished if c.leaf and c.path[:len(call.path)] == call.path
-                     and _shape_of(c.output) == shape and isinstance(c.state, tuple)]
+            inner = [c for c in finished[start:position] if c.leaf and _shape_of(c.output) == shape
+                     and isinstance(c.state, tuple)]
             if inner:
                 call.state = max((c.state for c in inner), key=lambda st: tuple(r for r, _ in st))
             else:

@@ -28,7 +28,8 @@ class Sequential(nn.Module):
     >>> logits = model.apply(variables, images, train=False)
 
     Layers may also be plain functions (e.g. ``jax.nn.relu``). Parameters are named ``layers_0``, ``layers_1``,
-    ... after each layer's position.
+    ... after each layer's position (Flax renames list members, so a ``name=`` given to a layer inside a
+    ``Sequential`` is not kept; name layers in an ``nn.compact`` module instead).
     """
 
     layers: Sequence[Callable]
