@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                              learning_rate=1e-3, validation_data=test, seed=args.seed, progress=False)
     predicted = viz.predict(model, state, test.images)
     accuracy = float((predicted == test.labels).mean())
-    viz.plot_predictions(test.images, test.labels, predicted, class_names=train.class_names, n=24, ncols=8,
+    viz.plot_predictions(test.images, test.labels, predicted, class_names=train.class_names, n=24, ncols=8, seed=0,
                          title=f"{' vs '.join(train.class_names)}: predicted (true), test accuracy {accuracy:.4f}",
                          path=os.path.join(args.out, "image_folder_predictions.png"))
     viz.plot_curves(history, title=f"cifar10_cnn on {root}", path=os.path.join(args.out, "image_folder_curves.png"))

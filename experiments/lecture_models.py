@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         if run in PICTURES:
             predicted = viz.predict(model, state, test.images)
             viz.plot_predictions(test.images, test.labels, predicted, class_names=test.class_names, n=24,
-                                 ncols=8, path=os.path.join(args.out, f"{run}_predictions.png"))
+                                 ncols=8, seed=0, path=os.path.join(args.out, f"{run}_predictions.png"))
             matrix = viz.confusion_matrix(test.labels, predicted, num_classes=len(test.class_names))
             viz.plot_confusion_matrix(matrix, class_names=test.class_names,
                                       path=os.path.join(args.out, f"{run}_confusion.png"))

@@ -162,6 +162,10 @@ def test_plot_predictions_marks_mistakes():
     assert fig.axes[1].get_title() == "c (b)" and fig.axes[0].get_title() == "a"
     only = viz.plot_predictions(images, labels, predicted, only_mistakes=True)
     assert len(only.axes) == 3
+    drawn = viz.plot_predictions(np.arange(12.).reshape(12, 1, 1, 1) * np.ones((1, 4, 4, 1)) / 11, labels, labels,
+                                 n=5, seed=3)
+    shown = [ax.images[0].get_array()[0, 0] * 11 for ax in drawn.axes]
+    np.testing.assert_allclose(shown, np.random.default_rng(3).permutation(12)[:5], atol=1e-4)
     with pytest.raises(ValueError, match="labels \\(N,\\)"):
         viz.plot_predictions(images, labels[:3], predicted)
 

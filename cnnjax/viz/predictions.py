@@ -37,9 +37,10 @@ def predict(model, variables, images, *, batch_size: int = 1000) -> np.ndarray:
 
 
 def plot_predictions(images, labels, predicted, *, class_names: Optional[Sequence[str]] = None, n: int = 25,
-                     ncols: int = 5, only_mistakes: bool = False, title: Optional[str] = None,
+                     ncols: int = 5, only_mistakes: bool = False, seed: Optional[int] = None, title: Optional[str] = None,
                      panel_size: float = 1.5, path: Optional[str | os.PathLike] = None, dpi: int = 80) -> Figure:
-    """The first ``n`` images (or the first ``n`` mistakes), each titled ``predicted (true)``; a mistake has a
+    """The first ``n`` images (or the first ``n`` mistakes; with ``seed``, ``n`` of them drawn at random without
+    replacement by ``numpy.random.default_rng(seed)``), each titled ``predicted (true)``; a mistake has a
     red title and a red frame and its true label in brackets, a correct one a black title.
 
     images ``(N, H, W, C)`` NHWC; labels and predicted ``(N,)`` class ids. Panels: ``min(n, number shown)``.
@@ -53,6 +54,8 @@ def plot_predictions(images, labels, predicted, *, class_names: Optional[Sequenc
                          f"{images.shape}, {labels.shape}, {predicted.shape}.")
     wrong = labels != predicted
     order = np.flatnonzero(wrong) if only_mistakes else np.arange(len(images))
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(order)
     order = order[:n]
     if len(order) == 0:
         raise ValueError("plot_predictions: nothing to show (no images" + (", or no mistakes" if only_mistakes
