@@ -442,7 +442,7 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, formulas: bool = Fa
         out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
         return (" " + "   ".join(out)).rstrip()
 
-    width = max(len(fmt(header)), 40)
+    width = max(40, len(fmt(header)), *(len(fmt(line)) for line in body))
     title = name or model.name or _snake(type(model).__name__)
     total = table["trainable"] + table["non_trainable"]
     lines = [f'Model: "{title}"', "_" * width, fmt(header), "=" * width]
