@@ -26,7 +26,8 @@ RUNS = {
     "mnist_cnn2": ("mnist_cnn2", {}, "mnist"),
     "cifar10_cnn": ("cifar10_cnn", {}, "cifar10"),
 }
-PICTURES = ("mnist_cnn", "cifar10_cnn")   # runs that also get a predictions grid and a confusion matrix
+PICTURES = ("mnist_cnn", "cifar10_cnn")
+COLUMNS = ["run", "dataset", "params", "epochs", "train_images", "seconds", "train_accuracy", "test_accuracy"]   # runs that also get a predictions grid and a confusion matrix
 
 
 def main(argv=None) -> int:
@@ -92,8 +93,7 @@ def main(argv=None) -> int:
             viz.plot_confusion_matrix(matrix, class_names=test.class_names,
                                       path=os.path.join(args.out, f"{run}_confusion.png"))
         jax.clear_caches()
-    table = _common.write_results(args.out, rows, columns=["run", "dataset", "params", "epochs", "train_images",
-                                                           "seconds", "train_accuracy", "test_accuracy"])
+        table = _common.write_results(args.out, rows, columns=COLUMNS)   # after every run: partial runs count
     print(table)
     print(f"machine: {machine}")
     return 0
