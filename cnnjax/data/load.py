@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cnnjax.data.folder import load_image_folder
-from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError, find_idx_files, find_cifar10_source, where_to_put
+from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError, where_to_put
 
 DATA_FORMATS = ("channels_last", "channels_first")
 ENV_DATA_DIR = "CNNJAX_DATA_DIR"
@@ -202,4 +202,4 @@ def load(
     return Split(images, labels.astype(np.int32), tuple(class_names))
 
 
-__all__ = ["Split", "load", "default_data_dir", "DataNotFoundError", "find_idx_files", "find_cifar10_source"]
+__all__ = ["Split", "load", "default_data_dir", "resize_images", "read_tfds_split"]
