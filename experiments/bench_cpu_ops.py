@@ -10,7 +10,9 @@ compile+warm-up call, device-synchronised (``block_until_ready``). Implementatio
   ``patches``: ``lax.conv_general_dilated_patches`` then one matmul; ``im2col``: the patches built from
   ``kh*kw`` strided slices concatenated on the channel axis, then one matmul (``cnnjax.functional.conv_impl``).
 - pool ``reduce_window``: ``lax.reduce_window`` (its max gradient is ``select_and_scatter_add``);
-  ``reshape``: non-overlapping 2x2 windows as a reshape and a max/mean over the window axes.
+  ``reshape``: non-overlapping 2x2 windows as a reshape and a max/mean over the window axes (its max gradient
+  splits ties); ``slices_vjp``: ``cnnjax.functional.pool_impl.window_extreme`` (max of strided slices, gradient
+  to the first maximum as reduce_window's; avg pool: as ``reshape``).
 - dense: ``x @ w + b`` at the default precision (one implementation; the reference scale for the others).
 
     python experiments/bench_cpu_ops.py                 # all cases
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnnjax.functional import conv_impl
+from cnnjax.functional import conv_impl, pool_impl
 
 BATCH = 128
 
@@ -99,7 +101,13 @@ def pool_reshape(x, kind):
     return r.max(axis=(2, 4)) if kind == "max" else r.mean(axis=(2, 4))
 
 
-POOL_IMPLS = {"reduce_window": pool_reduce_window, "reshape": pool_reshape}
+def pool_slices(x, kind):
+    if kind == "max":
+        return pool_impl.window_extreme(x, (1, 2, 2, 1))
+    return pool_reshape(x, kind)
+
+
+POOL_IMPLS = {"reduce_window": pool_reduce_window, "reshape": pool_reshape, "slices_vjp": pool_slices}
 
 
 def time_call(fn, args, calls, repeats):

@@ -31,7 +31,7 @@ from jax import lax
 __all__ = ["conv_xla", "conv_im2col", "conv_general", "uses_im2col", "IM2COL_MAX_DEPTH"]
 
 # Largest patch depth prod(kernel_size) * in_channels for which XLA:CPU gets the im2col form.
-IM2COL_MAX_DEPTH = 1 << 30
+IM2COL_MAX_DEPTH = 32
 
 
 def conv_xla(x, kernel, *, strides, padding, dilation, groups=1, dimension_numbers, precision=None):

@@ -1,0 +1,79 @@
+"""The per-backend implementations in cnnjax.functional (conv_impl, pool_impl) against the plain lax forms.
+
+Both forms are called directly here (whatever the backend), so the test checks the equivalence that the dispatch
+in conv.py / pool.py relies on; tests/test_conv.py and tests/test_pool.py check the dispatched functions against
+a NumPy loop and TensorFlow.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from jax import lax
+
+from cnnjax import shapes
+from cnnjax.functional import conv_impl, pool_impl
+from cnnjax.testing import reference, strategies as cst
+
+
+@settings(max_examples=12, deadline=None)
+@given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
+def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
+    fmt = cfg["data_format"]
+    n = len(cfg["kernel_shape"]) - 2
+    _, pairs, strides, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], cfg["strides"],
+                                                         cfg["padding"], cfg["dilation"], 1, fmt, fn="test")
+    lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
+    rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
+    k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
+    kw = dict(strides=strides, padding=pairs, dilation=dilation, precision="highest")
+    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=(lhs, rhs, lhs), **kw)
+    col = lambda x, k: conv_impl.conv_im2col(x, k, channels_last=fmt == "channels_last", **kw)
+    np.testing.assert_allclose(col(x, k), xla(x, k), rtol=1e-5, atol=1e-5)
+    loss = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))(x, k)
+    for got, want in zip(loss(col), loss(xla)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_im2col_lecture_example():
+    """SEED_EXAMPLES.md, convolution example 1 (VALID) through the im2col form."""
+    x = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    y = conv_impl.conv_im2col(x, jnp.ones((2, 2, 1, 1)), strides=(1, 1), padding=((0, 0), (0, 0)),
+                              dilation=(1, 1))
+    np.testing.assert_array_equal(y[0, :, :, 0], [[12, 16], [24, 28]])
+
+
+def _reduce_window(x, dims, largest):
+    init = np.array(-np.inf if largest else np.inf, x.dtype)
+    return lax.reduce_window(x, init, lax.max if largest else lax.min, dims, dims, "VALID")
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("shape,dims", [((2, 6, 6, 3), (1, 2, 2, 1)), ((2, 7, 5, 2), (1, 2, 2, 1)),
+                                        ((1, 9, 8, 2), (1, 3, 2, 1)), ((2, 3, 8), (1, 1, 4)),
+                                        ((1, 4, 4, 4, 2), (1, 2, 2, 2, 1))])
+def test_window_extreme_equals_reduce_window_with_ties(shape, dims, largest):
+    rng = np.random.default_rng(0)
+    # few distinct values, so many windows hold ties: the gradient must go to the first extreme cell only
+    x = jnp.asarray(rng.integers(0, 3, shape).astype(np.float32))
+    g = jnp.asarray(rng.standard_normal(_reduce_window(x, dims, largest).shape).astype(np.float32))
+    want, vjp_want = jax.vjp(lambda x: _reduce_window(x, dims, largest), x)
+    got, vjp_got = jax.vjp(lambda x: pool_impl.window_extreme(x, dims, largest), x)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(vjp_got(g)[0], vjp_want(g)[0])
+    jit_grad = jax.jit(jax.grad(lambda x: jnp.sum(pool_impl.window_extreme(x, dims, largest) * g)))(x)
+    np.testing.assert_array_equal(jit_grad, vjp_want(g)[0])
+
+
+def test_window_extreme_lecture_example():
+    x = jnp.array([[1., 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]).reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(pool_impl.window_extreme(x, (1, 2, 2, 1))[0, :, :, 0], [[6, 8], [3, 4]])
+    np.testing.assert_array_equal(reference.max_pool(np.asarray(x), 2)[0, :, :, 0], [[6, 8], [3, 4]])
+
+
+def test_applies_only_to_plain_windows():
+    assert pool_impl.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0),) * 4)
+    assert not pool_impl.applies((1, 3, 3, 1), (1, 2, 2, 1), ((0, 0),) * 4)        # overlapping
+    assert not pool_impl.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0), (0, 1), (0, 1), (0, 0)))  # padded

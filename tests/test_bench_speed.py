@@ -1,0 +1,64 @@
+"""experiments/bench_speed.py: a --quick smoke run (synthetic data, a few steps), its FLOP count against the
+closed form, and the numpy-only data reader on the real MNIST files."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_speed", os.path.join(ROOT, "experiments", "bench_speed.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _conv_macs(h_out, w_out, k, c_in, c_out):
+    return h_out * w_out * c_out * k * k * c_in
+
+
+def test_flops_per_image_closed_form(bench):
+    # forward multiply-adds by hand (the lecture's shapes; SAME convs keep 28 and 14), x 2 FLOPs, x 3 training
+    seed = _conv_macs(26, 26, 3, 1, 32) + 13 * 13 * 32 * 128 + 128 * 10
+    flax = _conv_macs(28, 28, 3, 1, 32) + _conv_macs(14, 14, 3, 32, 64) + 7 * 7 * 64 * 256 + 256 * 10
+    assert bench.train_flops_per_image("mnist_cnn") == 6 * seed        # 5.33 MFLOP
+    assert bench.train_flops_per_image("flax_cnn") == 6 * flax         # 27.86 MFLOP
+    assert bench.train_flops_per_image("flax_plain") == 6 * flax
+
+
+def test_quick_run_writes_markdown_and_json(bench, tmp_path):
+    rows = ["cnnjax:mnist_cnn:step", "cnnjax:mnist_cnn:unroll2", "linen:mnist_cnn:host"]
+    if importlib.util.find_spec("torch") is not None:
+        rows.append("torch:mnist_cnn:eager")
+    out = str(tmp_path / "speed")
+    bench.main(["--quick", "--batch", "32", "--synthetic", "256", "--epochs", "1", "--target", "0.0",
+                "--rows", *rows, "--out", out])
+    with open(out + ".json") as f:
+        result = json.load(f)
+    assert [r["row"] for r in result["rows"]] == rows
+    for r in result["rows"]:
+        assert "error" not in r, r
+        assert r["img_s"] > 0 and r["first_call_s"] > 0 and len(r["img_s_repeats"]) == 2
+        assert r["steps_per_repeat"] % (2 if "unroll2" in r["row"] else 1) == 0
+        (run,) = r["runs"]
+        assert len(run["epoch_s"]) == 1 and 0.0 <= run["test_acc"][0] <= 1.0
+        assert run["epochs_to_target"] == 1                               # target 0: reached after epoch 1
+    assert result["machine"]["backend"] and result["machine"]["versions"]["jax"]
+    text = open(out + ".md").read()
+    assert "| cnnjax | mnist_cnn | unroll2 |" in text and "5.33 M" in text
+
+
+def test_reads_real_mnist_without_tensorflow(bench):
+    data_dir = bench.DEFAULT_DATA
+    if not os.path.exists(os.path.join(data_dir, "mnist", "t10k-images-idx3-ubyte.gz")):
+        pytest.skip(f"no MNIST files under {data_dir}")
+    xtr, ytr, xte, yte = bench.load_data("mnist", data_dir)
+    assert xtr.shape == (60000, 28, 28, 1) and xte.shape == (10000, 28, 28, 1) and xtr.dtype == np.uint8
+    # the data README's label counts and pixel mean
+    assert np.bincount(yte).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert abs(xtr.mean() - 33.318) < 1e-3
