@@ -161,3 +161,34 @@ def test_real_cifar10_full_import(tmp_path_factory):
         s = load("cifar10", split, data_dir=SHARED, prepared_dir=prepared, as_uint8=True, progress=False)
         assert s.images.shape == (10 * per_class, 32, 32, 3)
         assert np.bincount(s.labels, minlength=10).tolist() == [per_class] * 10
+
+
+def test_cifar10_from_unpacked_image_folder_tree(tmp_path):
+    from PIL import Image
+
+    for split, n in (("train", 2), ("test", 1)):
+        for k, cls in enumerate(CIFAR10_CLASSES):
+            (tmp_path / "cifar10" / split / cls).mkdir(parents=True)
+            for j in range(n):
+                path = tmp_path / "cifar10" / split / cls / f"{j}.png"
+                Image.fromarray(np.full((32, 32, 3), 20 * k + j, np.uint8)).save(path)
+    s = load("cifar10", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p", as_uint8=True, progress=False)
+    assert s.images.shape == (20, 32, 32, 3)
+    np.testing.assert_array_equal(s.images[:, 0, 0, 0] // 20, s.labels)  # pixel value says the class
+
+
+def test_tfds_image_folder_reads_the_same_layout(tmp_path):
+    """Our split layout is tfds.ImageFolder's: both see the same classes and counts."""
+    from PIL import Image
+
+    from cnnjax.data.folder import load_image_folder
+
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("dogs", "cats"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for j in range(n):
+                Image.fromarray(np.full((4, 4, 3), j, np.uint8)).save(tmp_path / split / cls / f"{j}.png")
+    builder = tfds.ImageFolder(str(tmp_path))
+    ours = load_image_folder(tmp_path, "train", progress=False)
+    assert tuple(builder.info.features["label"].names) == ours[2] == ("cats", "dogs")
+    assert builder.info.splits["train"].num_examples == len(ours[1]) == 6

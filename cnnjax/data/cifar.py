@@ -7,7 +7,7 @@ labels (n,) int32 indexing `CIFAR10_CLASSES`):
   rows laid out channel-major (1024 red, 1024 green, 1024 blue, each 32x32 row-major), `labels` a list.
 - `cifar-10-binary.tar.gz` (or `cifar-10-batches-bin/`): records of 3073 bytes, 1 label byte + 3072 pixel bytes
   in the same channel-major order.
-- an image-folder archive or tree such as `cifar10-jpeg.tar.xz`: `[top/]train/<class>/*.jpg`,
+- an image-folder archive such as `cifar10-jpeg.tar.xz`, or its unpacked tree: `[top/]train/<class>/*.jpg`,
   `[top/]test/<class>/*.jpg`, class folders named as in `CIFAR10_CLASSES`; decoded with PIL.
 """
 from __future__ import annotations
@@ -153,11 +153,29 @@ def _read_tar(
     return {s: (np.stack(images[s]), np.asarray(labels[s], dtype=np.int32)) for s in ("train", "test")}
 
 
+def _read_folder_tree(path: str, *, progress: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """CIFAR-10 from an unpacked image-folder tree `path/{train,test}/<class>/<image>` (32x32 RGB images)."""
+    from cnnjax.data.folder import load_image_folder
+
+    out = {}
+    for split in ("train", "test"):
+        images, labels, names = load_image_folder(path, split, progress=progress)
+        if names != CIFAR10_CLASSES or images.shape[1:] != (32, 32, 3):
+            raise ValueError(
+                f"read_cifar10: image folder {path!r} has classes {names} and images {images.shape[1:]}; CIFAR-10 "
+                f"needs class folders {CIFAR10_CLASSES} of 32x32 RGB images."
+            )
+        out[split] = (images, labels)
+    return out
+
+
 def read_cifar10(
     path: str | os.PathLike, *, limit_per_class: int | None = None, progress: bool = True
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Read CIFAR-10 from any source listed in the module docstring into {"train": (x, y), "test": (x, y)}."""
     path = os.fspath(path)
+    if os.path.isdir(os.path.join(path, "train")) and os.path.isdir(os.path.join(path, "test")):
+        return _read_folder_tree(path, progress=progress)
     if os.path.isdir(path):
         kind = "binary" if os.path.exists(os.path.join(path, "test_batch.bin")) else "python"
         if not os.path.exists(os.path.join(path, "test_batch" + (".bin" if kind == "binary" else ""))):

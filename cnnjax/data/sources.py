@@ -47,7 +47,8 @@ def _candidates(name: str, source_dir: str) -> list[str]:
 def where_to_put(name: str) -> str:
     """A sentence saying which files a source folder must hold for `name`."""
     if name == "cifar10":
-        return f"one of {CIFAR10_SOURCES} in DIR or DIR/cifar10/"
+        return (f"one of {CIFAR10_SOURCES} in DIR or DIR/cifar10/, or an unpacked image-folder tree "
+                f"DIR/cifar10/{{train,test}}/<class>/<image>")
     files = ", ".join(f + ".gz" for f in IDX_FILES.values())
     return f"the four IDX files {files} (gzipped or not) in DIR/{name}/ or DIR"
 
@@ -72,6 +73,9 @@ def find_cifar10_source(source_dir: str) -> str | None:
         for base in CIFAR10_SOURCES:
             if os.path.exists(os.path.join(folder, base)):
                 return os.path.join(folder, base)
+    for folder in _candidates("cifar10", source_dir) + [os.path.join(source_dir, "cifar10-jpeg")]:
+        if folder != source_dir and all(os.path.isdir(os.path.join(folder, s)) for s in ("train", "test")):
+            return folder  # an unpacked image-folder tree
     return None
 
 
