@@ -51,6 +51,9 @@ def test_four_devices_split_rows_and_reject_indivisible():
             assert "6 is not divisible by the 4 devices" in str(err), err
         else:
             raise SystemExit("no error for batch 6 on 4 devices")
+        xs = np.zeros((3, 8, 2))
+        out = shard_batch(xs, mesh, batch_axis=1)
+        assert {s.data.shape for s in out.addressable_shards} == {(3, 2, 2)}
         print("ok")
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")

@@ -11,12 +11,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def data_sharding(mesh: Mesh, axis: str = "data") -> NamedSharding:
-    """NamedSharding that splits the first (batch) axis over mesh axis `axis` and replicates the rest."""
+def data_sharding(mesh: Mesh, axis: str = "data", *, batch_axis: int = 0) -> NamedSharding:
+    """NamedSharding that splits array axis `batch_axis` (0 for a batch (b, ...); 1 for a stacked epoch
+    (steps, b, ...) from `device.epoch_batches`) over mesh axis `axis` and replicates the rest."""
     if axis not in mesh.axis_names:
         raise ValueError(f"data_sharding: mesh has axes {mesh.axis_names}, no {axis!r}; make the mesh with an "
                          f"axis named {axis!r}, e.g. Mesh(jax.devices(), ({axis!r},)).")
-    return NamedSharding(mesh, PartitionSpec(axis))
+    if batch_axis < 0:
+        raise ValueError(f"data_sharding: batch_axis={batch_axis}; it must be >= 0.")
+    return NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), axis))
 
 
 def check_divisible(batch_size: int, device_count: int, *, where: str) -> None:
@@ -28,19 +31,21 @@ def check_divisible(batch_size: int, device_count: int, *, where: str) -> None:
         )
 
 
-def shard_batch(batch, mesh: Mesh, axis: str = "data"):
-    """Place a pytree of arrays (leading axis = batch) on `mesh`, split along `axis`.
+def shard_batch(batch, mesh: Mesh, axis: str = "data", *, batch_axis: int = 0):
+    """Place a pytree of arrays on `mesh`, their axis `batch_axis` split along mesh axis `axis`.
 
-    Single process: each leaf holds the global batch (b, ...). Multi-process: each leaf holds this process's
-    rows (b / process_count, ...), in process order, and the result is the global array (b, ...).
+    Single process: each leaf holds the global batch (b rows on `batch_axis`). Multi-process: each leaf holds
+    this process's b / process_count rows, in process order, and the result is the global array.
     Raises ValueError if the global batch size is not divisible by the devices on `axis`.
     """
-    sharding = data_sharding(mesh, axis)
+    sharding = data_sharding(mesh, axis, batch_axis=batch_axis)
     devices = mesh.shape[axis]
     processes = jax.process_count()
 
     def put(leaf):
-        rows = np.shape(leaf)[0] * processes
+        if np.ndim(leaf) <= batch_axis:
+            raise ValueError(f"shard_batch: a leaf of shape {np.shape(leaf)} has no batch_axis {batch_axis}.")
+        rows = np.shape(leaf)[batch_axis] * processes
         check_divisible(rows, devices, where="shard_batch")
         if processes == 1:
             return jax.device_put(leaf, sharding)
