@@ -46,7 +46,7 @@ class _Conv(nn.Module):
     _rank = 2
     _op = "conv2d"
 
-    def kernel_shape(self, in_channels: int) -> tuple:
+    def _kernel_shape(self, in_channels: int) -> tuple:
         """The stored kernel's shape for an input with ``in_channels`` channels."""
         layer = type(self).__name__
         filters = positive_int(self.filters, "filters", layer)
@@ -64,7 +64,7 @@ class _Conv(nn.Module):
         act = activation(self.activation, layer)
         fmt = check_rank(x, self._rank, layer, self.data_format)
         in_channels = x.shape[_args.channel_axis(fmt, x.ndim)]
-        shape = self.kernel_shape(in_channels)
+        shape = self._kernel_shape(in_channels)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
         bias = self.param("bias", self.bias_init, shape[-1:], self.param_dtype) if self.use_bias else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype)
