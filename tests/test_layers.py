@@ -241,3 +241,28 @@ def test_bad_configurations_raise_clear_errors_at_init(layer, shape, exc, match)
 def test_uint8_input_gets_the_functional_type_error():
     with pytest.raises(TypeError, match=r"uint8.*astype"):
         L.Conv2D(2, 3).init(KEY, jnp.zeros((1, 5, 5, 1), jnp.uint8))
+
+
+def test_conv1d_transpose_inverts_conv1d_shape():
+    x = _x((2, 6, 3))
+    variables, y = _init_apply(L.Conv1DTranspose(2, 4, strides=3), x)      # 6*3 + max(4 - 3, 0) = 19
+    p = variables["params"]
+    assert y.shape == (2, 19, 2)
+    np.testing.assert_allclose(y, F.conv_transpose(x, p["kernel"], p["bias"], strides=3), rtol=1e-6, atol=1e-6)
+    assert L.Conv1D(3, 4, strides=3).apply(L.Conv1D(3, 4, strides=3).init(KEY, y), y).shape == x.shape
+
+
+def test_layers_under_jit_and_grad():
+    model = L.Sequential([L.Conv2D(4, 3, padding="same", activation="relu"), L.BatchNorm(), L.MaxPool2D(),
+                          L.Flatten(), L.Dense(3)])
+    x = _x((4, 6, 6, 2))
+    variables = model.init(KEY, x)
+
+    def loss(params):
+        logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return F.softmax_cross_entropy(logits, jnp.array([0, 1, 2, 0])).mean()
+
+    grads = jax.jit(jax.grad(loss))(variables["params"])
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(variables["params"])
+    assert all(bool(jnp.isfinite(g).all()) for g in jax.tree_util.tree_leaves(grads))
+    assert float(jnp.abs(grads["layers_0"]["kernel"]).sum()) > 0
