@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         rows.append({"model": f"{label} ({name})", "dataset": dataset, "params": count_params({"params": state.params}),
                      "epochs": args.epochs, "batch_size": args.batch_size, "train_images": len(train.images),
                      "seconds": round(t.seconds, 1), "train_accuracy": history["accuracy"][-1],
-                     "test_accuracy": history["val_accuracy"][-1], "machine": machine})
+                     "test_accuracy": history["val_accuracy"][-1], "machine": machine,
+                     "history": {k: history[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}})
         print(f"{label}: test accuracy {history['val_accuracy'][-1]:.4f} ({t.seconds:.1f} s)", flush=True)
     plot_comparison(histories, dataset, os.path.join(args.out, "dnn_vs_cnn_curves.png"))
     print(_common.write_results(args.out, rows, columns=["model", "dataset", "params", "epochs", "batch_size",

@@ -81,6 +81,7 @@ def main(argv=None) -> int:
                "images_per_s": round(float(np.mean(history["images_per_s"])), 1),
                "train_accuracy": history["accuracy"][-1], "test_accuracy": history["val_accuracy"][-1],
                "test_loss": history["val_loss"][-1], "machine": machine}
+        row["history"] = {k: history[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
         rows.append(row)
         print(f"{run}: {params:,} params, test accuracy {row['test_accuracy']:.4f} after {epochs} epochs, "
               f"{t.seconds:.1f} s", flush=True)

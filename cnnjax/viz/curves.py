@@ -13,6 +13,7 @@ import os
 from typing import Dict, List, Mapping, Optional, Union
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cnnjax.viz._figure import save
 
@@ -61,6 +62,9 @@ def plot_curves(history: Union[Mapping[str, List], str, os.PathLike], *, title: 
                 path: Optional[str | os.PathLike] = None, dpi: int = 80) -> Figure:
     """Two panels, loss (left) and accuracy (right) against epoch, one line for train and one for test.
 
+    (In a ``fit`` history the train values are means over each epoch's steps, while the weights change; the
+    test values are measured once at the end of the epoch, so test can lie above train early on.)
+
     history: a history dict (see the module docstring) or the path of a JSON-lines metrics file. Epochs are
     ``history["epoch"]`` when present, else 1, 2, ... . A panel with no data says so. Panels: 2.
     """
@@ -86,6 +90,7 @@ def plot_curves(history: Union[Mapping[str, List], str, os.PathLike], *, title: 
                 list(range(1, len(values) + 1))
             ax.plot(xs, values, style, label=f"{split} (last {values[-1]:.4f})")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         if ax.lines:
