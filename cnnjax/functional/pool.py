@@ -12,7 +12,7 @@ import numpy as np
 from jax import lax
 
 from cnnjax import _args, shapes
-from cnnjax.functional import _checks
+from cnnjax.functional import _checks, pool_impl
 
 __all__ = ["max_pool", "avg_pool", "min_pool", "global_avg_pool", "global_max_pool", "channel_max_pool"]
 
@@ -46,7 +46,11 @@ def _extreme(x, pool_size, strides, padding, data_format, ceil_mode, fn, largest
         init = info.min if largest else info.max
     else:
         raise TypeError(f"{fn}: x has dtype {x.dtype}; pooling needs a floating or integer array.")
-    return lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min, dims, steps, pads)
+    window = lambda x: lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min,  # noqa: E731
+                                         dims, steps, pads)
+    if pool_impl.applies(dims, steps, pads):   # XLA:CPU: the same values and gradients, faster (pool_impl.py)
+        return lax.platform_dependent(x, cpu=lambda x: pool_impl.window_extreme(x, dims, largest), default=window)
+    return window(x)
 
 
 def max_pool(x, pool_size=2, strides=None, padding="valid", data_format="channels_last", ceil_mode=False):
