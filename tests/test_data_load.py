@@ -2,10 +2,11 @@
 by plain tfds calls too; the array cache; the download path under tfds.testing.mock_data; every error case.
 Real-data end-to-end imports are marked slow (the fast checks of the real files are in test_data_idx/cifar)."""
 import gzip
+import importlib
+import io
 import os
 import struct
 import tarfile
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import tensorflow_datasets as tfds
 from cnnjax.data import DataNotFoundError, import_dataset, load, prepared_path
 from cnnjax.data.cifar import CIFAR10_CLASSES
 
+load_module = importlib.import_module("cnnjax.data.load")  # the module (cnnjax.data.load is the function)
 SHARED = Path(os.environ.get("CNNJAX_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # ../shared/data/README.md
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -100,7 +102,8 @@ def test_cifar10_from_binary_tarball(tmp_path):
 
 @pytest.mark.parametrize("name, shape", [("mnist", (8, 28, 28, 1)), ("fashion_mnist", (8, 28, 28, 1)),
                                          ("cifar10", (8, 32, 32, 3))])
-def test_download_path_with_mock_data(tmp_path, name, shape):
+def test_download_path_with_mock_data(tmp_path, monkeypatch, name, shape):
+    monkeypatch.setattr(load_module, "_can_reach", lambda url: True)  # the mock needs no network
     with tfds.testing.mock_data(num_examples=8):
         s = load(name, "train", prepared_dir=tmp_path, progress=False)
     assert s.images.shape == shape and s.images.dtype == np.float32
@@ -108,11 +111,14 @@ def test_download_path_with_mock_data(tmp_path, name, shape):
     assert s.labels.dtype == np.int32 and len(s.class_names) == 10
 
 
-def test_errors(tmp_path, tiny_mnist):
+def test_errors(tmp_path, tiny_mnist, monkeypatch):
     with pytest.raises(ValueError, match="unknown dataset name 'mnsit'.*'mnist', 'fashion_mnist', 'cifar10'"):
         load("mnsit", "train")
     with pytest.raises(DataNotFoundError, match="t10k-labels-idx1-ubyte.gz.*--data-dir"):
         load("mnist", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p")
+    monkeypatch.setattr(load_module, "_can_reach", lambda url: False)
+    with pytest.raises(DataNotFoundError, match="could not download it.*cannot reach https://www.cs.toronto"):
+        load("cifar10", "train", prepared_dir=tmp_path / "p")
     with pytest.raises(DataNotFoundError, match="download=False.*cnnjax data import"):
         load("cifar10", "train", prepared_dir=tmp_path / "p", download=False)
     with pytest.raises(DataNotFoundError, match="cifar10-jpeg.tar.xz"):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import urllib.parse
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +30,25 @@ from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError, where_to_put
 
 DATA_FORMATS = ("channels_last", "channels_first")
 ENV_DATA_DIR = "CNNJAX_DATA_DIR"
+
+
+# Where tfds' own builders download from (tensorflow_datasets/image_classification/{mnist,cifar}.py).
+DOWNLOAD_URLS = {
+    "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+}
+
+
+def _can_reach(url: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within `timeout` seconds."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 class Split(NamedTuple):
@@ -112,6 +133,9 @@ def _load_named(name, split, *, data_dir, prepared_dir, download, progress):
     elif download:
         builder = tfds.builder(name, data_dir=prepared_dir)
         try:
+            url = DOWNLOAD_URLS[name]
+            if not _can_reach(url):  # fail in seconds, not after minutes of tfds' retries
+                raise ConnectionError(f"cannot reach {url} (no network?)")
             builder.download_and_prepare()
         except Exception as err:  # no network shows up as many different exception types
             raise DataNotFoundError(
