@@ -198,3 +198,20 @@ def test_tfds_image_folder_reads_the_same_layout(tmp_path):
     ours = load_image_folder(tmp_path, "train", progress=False)
     assert tuple(builder.info.features["label"].names) == ours[2] == ("cats", "dogs")
     assert builder.info.splits["train"].num_examples == len(ours[1]) == 6
+
+
+@pytest.mark.slow
+def test_concurrent_imports_into_one_dir(tmp_path):
+    """Two processes importing into the same data dir (pytest -n 2, parallel jobs) both succeed."""
+    import subprocess
+    import sys
+
+    write_idx_set(tmp_path / "src" / "mnist", n_train=40, n_test=10)
+    code = ("import sys; from cnnjax.data import load; "
+            "s = load('mnist', 'train', data_dir=sys.argv[1], prepared_dir=sys.argv[2], progress=False); "
+            "print(len(s.labels))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "src"), str(tmp_path / "p")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert [o[0].split()[-1] for o in outs] == ["40", "40"]

@@ -12,6 +12,7 @@ downloaded originals and so rejects re-gzipped copies; these builders check the 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -96,6 +97,25 @@ def import_dataset(name: str, source_dir: str | os.PathLike, *, data_dir: str | 
     check_name(name, where="import_dataset")
     source_dir, data_dir = os.fspath(source_dir), os.fspath(data_dir)
     find_sources(name, source_dir, where=f"import_dataset({name!r})")  # fail before tfds makes folders
-    builder = LOCAL_BUILDERS[name](data_dir=data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
+    os.makedirs(data_dir, exist_ok=True)
+    with _exclusive(os.path.join(data_dir, f".{name}.import.lock")):  # concurrent jobs: one imports, others wait
+        if not is_prepared(name, data_dir):
+            builder = LOCAL_BUILDERS[name](data_dir=data_dir)
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=source_dir))
     return prepared_path(name, data_dir)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str):
+    """An exclusive advisory file lock (fcntl.flock) held for the block; a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
