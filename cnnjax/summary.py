@@ -273,16 +273,20 @@ def _next_state(call: _Call, state):
     """Receptive field and jump per spatial axis after ``call``, given its input's."""
     module = call.module
     in_shape, out_shape = _shape_of(call.inputs), _shape_of(call.output)
-    if in_shape is None or out_shape is None or state == _UNKNOWN:
+    if in_shape is None or out_shape is None:
         return _UNKNOWN
-    if isinstance(module, (_dense.Flatten, _pool._GlobalPool)) or state == _ALL:
+    if isinstance(module, (_dense.Flatten, _pool._GlobalPool)) or (
+            isinstance(module, _dense.Dense) and len(in_shape) <= 2):
         return _ALL
+    if state in (_ALL, _UNKNOWN):
+        return state
     n = len(in_shape) - 2
-    if isinstance(module, _dense.Dense):
-        return state if len(in_shape) > 2 else _ALL
     window = _window(module, n) if n >= 1 else None
-    if window is None:
-        return state if in_shape[1:-1] == out_shape[1:-1] or in_shape == out_shape else _UNKNOWN
+    if window is None:      # Dense on feature maps, BatchNorm, Dropout, ChannelMaxPool, ...: spatial axes kept?
+        if len(in_shape) != len(out_shape) or n < 1:
+            return _UNKNOWN
+        spatial, _ = _layout(module, len(in_shape))
+        return state if all(in_shape[a] == out_shape[a] for a in spatial) else _UNKNOWN
     if len(state) != n:
         return _UNKNOWN
     kind, kernel, strides, dilation, _ = window

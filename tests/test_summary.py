@@ -166,3 +166,21 @@ def test_count_params():
 def test_bad_input_shape(shape):
     with pytest.raises(ValueError, match=r"summary: input_shape="):
         cnnjax.summary(models.get("mnist_cnn"), shape)
+
+
+def test_channels_first_formulas_and_receptive_fields():
+    # 15 -conv3-> 13 (RF 3) -pool2 same-> ceil(13/2) = 7 (RF 4, jump 2) -depthwise3-> 5 (RF 4 + 2*2 = 8);
+    # channel pool keeps the spatial axes; global pooling and Dense on (N, C) see everything.
+    model = L.Sequential([L.Conv2D(8, 3, data_format="channels_first"),
+                          L.MaxPool2D(padding="same", data_format="NCHW"),
+                          L.DepthwiseConv2D(3, depth_multiplier=2, data_format="NCHW"),
+                          L.ChannelMaxPool(2, data_format="NCHW"), L.GlobalMaxPool2D(data_format="NCHW"),
+                          L.Dense(4, use_bias=False)])
+    rows = layer_table(model, (3, 15, 15))["rows"]
+    assert [r["output_shape"][1:] for r in rows] == [(8, 13, 13), (8, 7, 7), (16, 5, 5), (8, 5, 5), (8,), (4,)]
+    assert [r["shape_formula"] for r in rows[:5]] == [
+        "(15 - 3)/1 + 1 = 13", "ceil(13/2) = 7 (pad 0+1)", "(7 - 3)/1 + 1 = 5", "channels: (16 - 2)/2 + 1 = 8",
+        "max over 5x5"]
+    assert [r["param_formula"] for r in rows] == ["3*3*3*8 + 8 = 224", "", "3*3*1*16 + 16 = 160", "", "",
+                                                  "8*4 = 32"]
+    assert [r["receptive_field"] for r in rows] == ["3", "4", "8", "8", "all", "all"]
