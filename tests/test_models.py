@@ -2,6 +2,7 @@
 formulas give (written here layer by layer from each architecture's description, not read from the code)."""
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -217,6 +218,16 @@ def test_registry_errors():
 def test_bad_model_configurations_raise_at_init(model, shape, exc, match):
     with pytest.raises(exc, match=match):
         _abstract_counts(model, shape)
+
+
+def test_zoo_models_can_be_used_twice_inside_another_module():
+    class Pair(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return models.get("mnist_cnn")(x) + models.get("mnist_cnn")(x)
+
+    trainable, _ = _abstract_counts(Pair(), (28, 28, 1))
+    assert trainable == 2 * EXPECTED["mnist_cnn"][0]
 
 
 def test_exports():

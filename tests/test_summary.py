@@ -49,7 +49,7 @@ def _parse(text):
 
 @pytest.mark.parametrize("name", sorted(LECTURE_TABLES))
 def test_lecture_summaries_match_the_notes_row_by_row(name):
-    text = cnnjax.summary(models.get(name), models.input_shape(name))
+    text = cnnjax.summary(models.get(name), models.input_shape(name), name=name)
     rows, total, trainable, non_trainable = _parse(text)
     expected_rows, expected_total = LECTURE_TABLES[name]
     assert rows == expected_rows
@@ -60,6 +60,7 @@ def test_lecture_summaries_match_the_notes_row_by_row(name):
 def test_keras_names_and_layout():
     text = cnnjax.summary(models.get("mnist_cnn"), (28, 28, 1))
     lines = text.splitlines()
+    assert lines[0] == 'Model: "simple_cnn"'           # the class in snake case, as Keras names models
     assert lines[2].split() == ["Layer", "(type)", "Output", "Shape", "Param", "#"]
     names = [line.split()[0] for line in lines if ROW.match(line)]
     assert names == ["conv2d", "max_pooling2d", "flatten", "dense", "dense_1"]

@@ -60,7 +60,8 @@ def get(name: str, **kwargs: Any) -> nn.Module:
     >>> model = get("mnist_cnn", strides=2)
     >>> variables = model.init(jax.random.key(0), jnp.zeros((1, *input_shape("mnist_cnn"))))
 
-    The module is named after the model (the name shows in :func:`cnnjax.summary`).
+    The module is left unnamed, so that it can be used inside other modules any number of times; pass
+    ``name=`` to :func:`cnnjax.summary` to title its table.
     """
     entry = info(name)
     valid = _fields(entry.builder)
@@ -68,7 +69,6 @@ def get(name: str, **kwargs: Any) -> nn.Module:
     if unknown:
         raise TypeError(
             f"models.get: model {name!r} has no argument {unknown[0]!r}; its arguments are {', '.join(valid)}.")
-    kwargs.setdefault("name", name)
     return entry.builder(**kwargs)
 
 
