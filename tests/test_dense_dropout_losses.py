@@ -59,3 +59,9 @@ def test_batch_norm_normalises():
 ])
 def test_activations_by_name(name, x, expected):
     np.testing.assert_allclose(F.get_activation(name)(jnp.array(x)), expected, rtol=1e-6)
+
+
+def test_batch_moments_keep_precision_with_a_large_mean():
+    x = (1000.0 + np.random.default_rng(2).standard_normal((4096, 2)) * 0.01).astype(np.float32)
+    _, var = F.batch_moments(x, (0,))
+    np.testing.assert_allclose(var, x.astype(np.float64).var(axis=0), rtol=1e-2)   # one-pass E[x^2]-E[x]^2 fails

@@ -9,12 +9,13 @@ __all__ = ["batch_moments", "batch_norm"]
 
 
 def batch_moments(x, axes):
-    """Mean and (biased) variance over ``axes``, computed in float32 at least for stability."""
+    """Mean and (biased) variance over ``axes``, in float32 at least, with the two-pass formula
+    ``mean((x - mean)**2)`` (no cancellation when activations have a large mean)."""
     x = _checks.floating(x, "x", "batch_moments")
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean = jnp.mean(x32, axis=axes)
-    var = jnp.mean(jnp.square(x32), axis=axes) - jnp.square(mean)
-    return mean, jnp.maximum(var, 0.0)
+    mean = jnp.mean(x32, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+    return jnp.squeeze(mean, axis=axes), var
 
 
 def batch_norm(x, mean, var, scale=None, bias=None, *, epsilon: float = 1e-3, axis: int = -1):
