@@ -3,9 +3,9 @@
 Draws legal configurations from ``cnnjax.testing.strategies`` and compares ``cnnjax.functional`` with the plain
 NumPy loop (``cnnjax.testing.reference``, float64) and with TensorFlow's ``tf.nn.convolution`` / ``max_pool`` /
 ``avg_pool`` (float32; VALID/SAME only), printing the number of cases and the largest absolute error.
-TensorFlow 2.21's CPU kernels for 3-D convolution and pooling with SAME padding and a stride > 1 give wrong
-results (a 1x1x1 conv of ones with stride 3 is not x[..., ::3]; see tests/test_conv.py); those cases are counted
-on a row of their own.
+TensorFlow 2.21's CPU kernels for 3-D convolution and pooling with SAME padding give wrong results when a stride
+is larger than the window on some axis (a 1x1x1 conv of ones with stride 3 is not x[..., ::3]; see
+tests/test_conv.py); all 3-D SAME cases with a stride > 1 are counted on a row of their own.
 
     python experiments/reference_agreement.py --examples 300
 """

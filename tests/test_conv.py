@@ -269,7 +269,8 @@ def test_conv1d_and_conv3d():
 
 
 def test_tensorflow_conv3d_same_bug(tf):
-    """Why the TF comparison skips 3-D SAME with strides > 1: TF's CPU kernel gets it wrong.
+    """Why the TF comparison avoids 3-D SAME with strides > 1: TF's CPU kernel gets it wrong when a stride is
+    larger than the kernel on some axis (seen with TensorFlow 2.21; also tf.nn.max_pool3d with a (2, 1, 1) window).
 
     A 1x1x1 kernel of ones with stride 3 along width and SAME padding is plain subsampling, x[..., ::3, :]
     (SAME adds no padding for a 1-wide kernel). cnnjax gives exactly that; TensorFlow 2.21 on CPU does not.
