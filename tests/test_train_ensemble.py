@@ -49,10 +49,10 @@ def test_each_member_draws_its_own_dropout_masks():
 
 def test_learning_rate_ensemble_member_equals_optimizer_with_that_rate():
     model = TinyCNN()
-    lrs = [1e-3, 3e-3, 1e-2]
+    lrs = [1e-3, 1e-2]
     tx = with_update_scale(optax.adamw(1.0, weight_decay=0.1))
     key = jax.random.PRNGKey(4)
-    ens = create_ensemble(model, tx, input_shape=(8, 8, 1), keys=[key] * 3, lr_scales=lrs)
+    ens = create_ensemble(model, tx, input_shape=(8, 8, 1), keys=[key] * 2, lr_scales=lrs)
     xs, ys = _batches()
     estep = jax.jit(vmap_train_step(make_train_step(model, tx)))
     for i in range(3):

@@ -131,8 +131,9 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     resume=True continues from the latest checkpoint (params, optimizer, step, rng, data position).
     meta: extra JSON-able facts stored with checkpoints and required to match on resume (e.g. model name);
     notes: JSON-able facts stored with checkpoints and not checked (e.g. the command line).
-    history: dict of per-epoch lists: "epoch", "loss", "accuracy", "images_per_s", "seconds" and, with
-    validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
+    history: dict of per-epoch lists: "epoch", "loss" and "accuracy" (means over the epoch's training steps),
+    "images_per_s" (training images / wall seconds of the epoch's steps; the first epoch includes compilation),
+    "seconds" and, with validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
     """
     images, labels = as_arrays(data)
     n = len(images)
