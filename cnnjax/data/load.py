@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import urllib.parse
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -152,7 +153,11 @@ def _load_named(name, split, *, data_dir, prepared_dir, download, progress):
         )
     _check_split(builder, split, name)
     arrays = read_tfds_split(builder, split, progress=progress)
-    _write_cache(cache, *arrays)
+    try:
+        _write_cache(cache, *arrays)
+    except OSError as err:  # a read-only prepared_dir still loads, only more slowly next time
+        warnings.warn(f"load: could not write the array cache {cache!r} ({err}); later loads decode again.",
+                      stacklevel=3)
     return arrays
 
 
