@@ -108,3 +108,19 @@ def test_whole_epoch_in_one_jit_is_reproducible():
 
     assert float(epoch(jax.random.key(1))) == float(epoch(jax.random.key(1)))
     assert float(epoch(jax.random.key(1))) != float(epoch(jax.random.key(2)))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 50), batch=st.integers(1, 50), seed=st.integers(0, 2**31 - 1))
+def test_epoch_batches_shapes_property(n, batch, seed):
+    images = jnp.arange(n, dtype=jnp.int32)
+    if batch > n:
+        with pytest.raises(ValueError, match="larger than the split"):
+            epoch_batches(jax.random.key(seed), images, images, batch)
+        return
+    xs, ys = epoch_batches(jax.random.key(seed), images, images, batch)
+    assert xs.shape == (n // batch, batch)
+    assert len(set(np.asarray(xs).ravel().tolist())) == (n // batch) * batch

@@ -59,3 +59,19 @@ def test_four_devices_split_rows_and_reject_indivisible():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(n=st.integers(1, 10_000), count=st.integers(1, 64))
+def test_process_share_property(n, count):
+    if n < count:
+        with pytest.raises(ValueError, match="fewer than"):
+            process_share(n, 0, count)
+        return
+    slices = [process_share(n, i, count) for i in range(count)]
+    sizes = {s.stop - s.start for s in slices}
+    assert sizes == {n // count}  # equal shares
+    assert all(a.stop == b.start for a, b in zip(slices, slices[1:]))  # contiguous, disjoint
+    assert slices[0].start == 0 and n - slices[-1].stop == n % count  # only the remainder is unread
