@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -241,6 +242,10 @@ def _train(args) -> int:
                   f"{record['accuracy']:.4f} test_accuracy {record['val_accuracy']:.4f} "
                   f"{record['images_per_s']:,.0f} images/s", flush=True)
 
+    if args.parallel == "pmap" and jax.local_device_count() == 1 and lead:
+        print("cnnjax train: note: --parallel pmap with a single device runs like --parallel none",
+              file=sys.stderr)
+    warnings.filterwarnings("ignore", message="note: --parallel pmap with a single device")
     model = models.get(args.model)
     start = time.perf_counter()
     try:
