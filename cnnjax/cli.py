@@ -314,7 +314,7 @@ def _evaluate(args) -> int:
 def _summary(args) -> int:
     from cnnjax import models
     from cnnjax.summary import summary
-    print(summary(models.get(args.model), models.input_shape(args.model), formulas=args.formulas))
+    print(summary(models.get(args.model), models.input_shape(args.model), formulas=args.formulas, name=args.model))
     return 0
 
 

@@ -83,6 +83,7 @@ def test_resume_with_a_different_model_is_refused(tmp_path, capsys):
 def test_summary_prints_the_lecture_parameter_count(capsys):
     code, out, _ = _run(["summary", "--model", "mnist_cnn"], capsys)
     assert code == 0 and "693,962" in out          # the notes' Keras summary total for MNIST example 1
+    assert out.startswith('Model: "mnist_cnn"')      # titled with the registry name, as Keras titles it
 
 
 @pytest.mark.slow
