@@ -29,6 +29,58 @@ def test_dropout_statistics_and_scaling():
     assert not np.array_equal(y, F.dropout(x, 0.3, rng=jax.random.key(1)))
 
 
+def _numpy_keep_mask(seeds, n, keep_prob):
+    """The documented formula of random_mask.keep_mask, transcribed in NumPy uint64 arithmetic mod 2**32."""
+    m = np.uint64(0xFFFFFFFF)
+
+    def fmix(h):
+        h = h ^ (h >> np.uint64(16))
+        h = (h * np.uint64(0x85EBCA6B)) & m
+        h = h ^ (h >> np.uint64(13))
+        h = (h * np.uint64(0xC2B2AE35)) & m
+        return h ^ (h >> np.uint64(16))
+
+    i = np.arange(n, dtype=np.uint64)
+    h = fmix(fmix((i * np.uint64(0x9E3779B9) + np.uint64(seeds[0])) & m) ^ np.uint64(seeds[1]))
+    return h < np.uint64(round(keep_prob * 2 ** 32))
+
+
+def test_keep_mask_is_the_documented_hash():
+    key = jax.random.key(7)
+    seeds = np.asarray(jax.random.bits(key, (2,), jnp.uint32))
+    mask = F.random_mask.keep_mask(key, (3, 50, 7), 0.8)
+    np.testing.assert_array_equal(np.asarray(mask).reshape(-1), _numpy_keep_mask(seeds, 1050, 0.8))
+
+
+def test_keep_mask_statistics():
+    n = 1 << 20
+    masks = [np.asarray(F.random_mask.keep_mask(jax.random.key(k), (n,), 0.975)) for k in range(2)]
+    for mask in masks:                                              # binomial sd of the kept fraction: 1.5e-4
+        assert abs(mask.mean() - 0.975) < 8e-4
+    a, b = masks
+    both = (a & b).mean()                                           # independent keys: P(both) = 0.975**2
+    assert abs(both - 0.975 ** 2) < 1e-3
+    drop = ~a                                                       # neighbours independent: no clustering
+    assert abs((drop[1:] & drop[:-1]).mean() - 0.025 ** 2) < 2e-4
+    pairs = (drop[0::2] & drop[1::2]).mean()
+    assert abs(pairs - 0.025 ** 2) < 3e-4
+    # uniform hash: the fraction kept follows keep_prob at every level (a KS-style check on 9 levels)
+    for p in np.linspace(0.1, 0.9, 9):
+        frac = np.asarray(F.random_mask.keep_mask(jax.random.key(3), (1 << 16,), float(p))).mean()
+        assert abs(frac - p) < 0.01                                 # sd <= 0.002
+    with pytest.raises(ValueError, match=r"keep_mask: keep_prob=1.5 must be in \[0, 1\]"):
+        F.random_mask.keep_mask(jax.random.key(0), (3,), 1.5)
+
+
+def test_dropout_masks_under_vmap_and_jit_match_eager():
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = jnp.ones((3, 64))
+    batched = jax.jit(jax.vmap(lambda k, v: F.dropout(v, 0.5, rng=k)))(keys, x)
+    for i in range(3):
+        np.testing.assert_array_equal(batched[i], F.dropout(x[i], 0.5, rng=keys[i]))
+    assert len({tuple(np.asarray(r != 0)) for r in batched}) == 3      # each key its own mask
+
+
 def test_softmax_cross_entropy_closed_form():
     logits = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, -1.0]], np.float32)
     labels = np.array([1, 0], np.int32)
