@@ -31,7 +31,8 @@ Each idea, and why:
 
 Parameters (trainable): whitening bias ``24`` (its ``2*2*3*24 = 288`` kernel entries are frozen), block ``i``
 with input ``c`` and width ``w``: ``9*c*w + 9*w*w + 2*w`` (two conv kernels, two BN biases), head ``w3 * 10``:
-1,972,196 trainable parameters at the default widths (plus the 288 frozen ones and ``4 * sum(widths)`` batch
+1,971,352 trainable parameters at the default widths (plus the 288 frozen ones, also in the ``"params"``
+ collection, and ``4 * sum(widths)`` batch
 statistics). ``dtype`` sets the computation dtype (``jnp.bfloat16`` on a GPU); parameters stay float32 and the
 logits are returned in float32. The recipe that trains it is :mod:`cnnjax.train.speedrun`.
 """
@@ -65,9 +66,9 @@ def patch_covariance(images) -> tuple:
     n, h, w, c = x.shape
     patches = jnp.stack([x[:, dy:h - 1 + dy, dx:w - 1 + dx, :] for dy in range(_PATCH) for dx in range(_PATCH)],
                         axis=-2).reshape(-1, _PATCH * _PATCH * c)
-    mean = jnp.mean(patches, axis=0)
+    mean = jnp.mean(patches, axis=0, keepdims=True)
     centred = patches - mean
-    return mean, centred.T @ centred / patches.shape[0]
+    return mean[0], centred.T @ centred / patches.shape[0]
 
 
 def whitening_kernel(images, eps: float = 5e-4) -> jax.Array:
@@ -90,7 +91,8 @@ def whitening_kernel(images, eps: float = 5e-4) -> jax.Array:
     _, cov = patch_covariance(x)
     eigenvalues, eigenvectors = jnp.linalg.eigh(cov)           # ascending
     eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
-    filters = eigenvectors / jnp.sqrt(jnp.maximum(eigenvalues, 0.0) + eps)   # column i: v_i / sqrt(lambda_i + eps)
+    scale = 1.0 / jnp.sqrt(jnp.maximum(eigenvalues, 0.0) + eps)
+    filters = eigenvectors * scale[None, :]                   # column i: v_i / sqrt(lambda_i + eps)
     kernel = jnp.concatenate([filters, -filters], axis=1)
     return kernel.reshape(_PATCH, _PATCH, 3, WHITEN_WIDTH)
 

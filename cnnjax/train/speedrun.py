@@ -282,6 +282,8 @@ class _Data(NamedTuple):
 
 
 def _normalise(images_u8, mean, std, dtype):
+    """``(images / 255 - mean) / std`` per channel (last axis), in ``dtype``."""
+    mean, std = mean.reshape(1, 1, 1, -1), std.reshape(1, 1, 1, -1)
     return ((images_u8.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
 
 
@@ -308,7 +310,8 @@ class _Recipe:
         sub = images_u8[:self.config.whiten_images].astype(jnp.float32) / 255.0
         mean = jnp.mean(sub, axis=(0, 1, 2))
         std = jnp.std(sub, axis=(0, 1, 2))
-        kernel = whitening_kernel((sub - mean) / std, self.config.whiten_eps)
+        kernel = whitening_kernel(_normalise(images_u8[:self.config.whiten_images], mean, std, jnp.float32),
+                                  self.config.whiten_eps)
         params = with_whitening(state.params, kernel)
         slow = (with_whitening(state.slow[0], kernel), state.slow[1])
         return state._replace(params=params, slow=slow), mean, std

@@ -1,0 +1,223 @@
+"""The CIFAR-10 speedrun network and recipe: closed-form checks of each idea, then one tiny real training run."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import functional as F
+from cnnjax.models.speedrun import SpeedrunNet, identity_conv_init, whitening_kernel
+from cnnjax.params import count_variables
+from cnnjax.train.speedrun import (SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
+                                   lr_factor, make_optimizer, train_speedrun, translate, tta_logits)
+
+
+def _patches_numpy(x):
+    """All 2x2 patches of NHWC ``x``, flattened in HWIO order (dy, dx, channel), by explicit loops."""
+    n, h, w, c = x.shape
+    rows = []
+    for dy in range(2):
+        for dx in range(2):
+            rows.append(x[:, dy:h - 1 + dy, dx:w - 1 + dx, :])
+    return np.stack(rows, axis=-2).reshape(-1, 4 * c)
+
+
+def _correlated_images(n=40, size=17, seed=0):
+    """Images whose neighbouring pixels and channels are strongly correlated (a blurred, mixed noise field)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, size + 1, size + 1, 3))
+    blurred = (z[:, :-1, :-1] + z[:, 1:, :-1] + z[:, :-1, 1:] + z[:, 1:, 1:]) / 2.0
+    mix = np.array([[1.0, 0.8, 0.5], [0.0, 0.6, 0.4], [0.0, 0.0, 0.3]])
+    return (blurred @ mix + 0.5).astype(np.float32)
+
+
+def test_whitening_kernel_whitens_the_patches():
+    x = _correlated_images()
+    eps = 1e-3
+    kernel = np.asarray(whitening_kernel(x, eps))
+    assert kernel.shape == (2, 2, 3, 24)
+    p = _patches_numpy(x.astype(np.float64))
+    p = p - p.mean(axis=0)
+    cov = p.T @ p / len(p)
+    lam = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    assert lam[0] / lam[-1] > 20          # the input really is correlated
+    y = p @ kernel.reshape(12, 24).astype(np.float64)
+    y_cov = y[:, :12].T @ y[:, :12] / len(y)
+    np.testing.assert_allclose(y_cov, np.diag(lam / (lam + eps)), atol=2e-3)
+    np.testing.assert_allclose(y[:, 12:], -y[:, :12], atol=1e-6)
+
+
+def test_whitening_kernel_layout_is_the_conv_layout():
+    """The patch order of the kernel is the order the valid 2x2 convolution uses."""
+    x = _correlated_images(n=3)
+    kernel = whitening_kernel(x, 5e-4)
+    conv = np.asarray(F.conv2d(jnp.asarray(x), kernel, None, padding="valid"))
+    by_patches = _patches_numpy(x) @ np.asarray(kernel).reshape(12, 24)
+    np.testing.assert_allclose(conv.reshape(-1, 24), by_patches, rtol=1e-4, atol=1e-4)
+
+
+def test_identity_init_passes_the_input_through():
+    kernel = np.asarray(identity_conv_init(jax.random.key(0), (3, 3, 4, 6)))
+    x = np.random.default_rng(0).normal(size=(1, 5, 5, 4)).astype(np.float32)
+    y = np.asarray(F.conv2d(jnp.asarray(x), jnp.asarray(kernel), None, padding="same"))
+    np.testing.assert_allclose(y[..., :4], x, atol=1e-6)
+    assert np.abs(kernel[..., 4:]).max() <= 1 / np.sqrt(9 * 4)
+
+
+def test_shapes_and_parameter_count_by_hand():
+    model = SpeedrunNet(widths=(4, 8, 8))
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v), x)
+    out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
+    assert out.shape == (2, 10) and out.dtype == jnp.float32
+    whiten = 2 * 2 * 3 * 24 + 24
+    block1 = 3 * 3 * 24 * 4 + 3 * 3 * 4 * 4 + 2 * 4       # two bias-free convs, two BN biases (no BN scale)
+    block2 = 3 * 3 * 4 * 8 + 3 * 3 * 8 * 8 + 2 * 8
+    block3 = 3 * 3 * 8 * 8 + 3 * 3 * 8 * 8 + 2 * 8
+    head = 8 * 10                                          # no bias
+    assert count_variables(variables) == (whiten + block1 + block2 + block3 + head, 2 * 2 * (4 + 8 + 8))
+    default = jax.eval_shape(lambda v: SpeedrunNet().init(jax.random.key(0), v), x)
+    expected = (288 + 24 + (9 * 24 * 64 + 9 * 64 * 64 + 128) + (9 * 64 * 256 + 9 * 256 * 256 + 512)
+                + (9 * 256 * 256 * 2 + 512) + 2560)
+    assert count_variables(default)[0] == expected == 1_971_640
+
+
+def test_bfloat16_network_returns_float32_logits():
+    model = SpeedrunNet(widths=(4, 8, 8), dtype=jnp.bfloat16)
+    x = jax.ShapeDtypeStruct((2, 17, 17, 3), jnp.float32)
+    variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v), x)
+    assert jax.eval_shape(lambda v, x: model.apply(v, x), variables, x).dtype == jnp.float32
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(variables))
+
+
+def test_tta_logits_are_the_mean_over_the_views():
+    """Against a fixed random linear map of the pixels (not mirror-invariant), view by view."""
+    n, h, w = 3, 17, 17
+    weights = jax.random.normal(jax.random.key(0), (h * w * 3, 10))
+    x = jax.random.normal(jax.random.key(1), (n, h, w, 3))
+
+    def f(v):
+        return np.asarray(v).reshape(len(v), -1) @ np.asarray(weights)
+
+    mirror, plain = f(x[:, :, ::-1, :]), f(x)
+    np.testing.assert_allclose(tta_logits(f, x, 0), plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tta_logits(f, x, 1), (plain + mirror) / 2, rtol=1e-5, atol=1e-5)
+    padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    up_left, down_right = padded[:, :h, :w], padded[:, 2:, 2:]
+    pair = [(f(v) + f(v[:, :, ::-1])) / 2 for v in (up_left, down_right)]
+    np.testing.assert_allclose(tta_logits(f, x, 2), (plain + mirror) / 4 + pair[0] / 4 + pair[1] / 4,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_lookahead_two_steps_by_hand():
+    slow, fast = {"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([3.0, 2.0])}
+    slow, fast = lookahead_update(slow, fast, 0.5)           # 0.5 * 1 + 0.5 * 3 = 2; 0.5 * -2 + 0.5 * 2 = 0
+    np.testing.assert_allclose(slow["w"], [2.0, 0.0])
+    np.testing.assert_allclose(fast["w"], [2.0, 0.0])
+    fast = {"w": fast["w"] + jnp.array([2.0, 4.0])}          # SGD moves the fast weights to (4, 4)
+    slow, fast = lookahead_update(slow, fast, 0.25)          # 0.25 * 2 + 0.75 * 4 = 3.5; 0.75 * 4 = 3
+    np.testing.assert_allclose(slow["w"], [3.5, 3.0])
+    np.testing.assert_allclose(fast["w"], [3.5, 3.0])
+    np.testing.assert_allclose(lookahead_decay_at(50, 100, 0.8), 0.8 / 8)
+    np.testing.assert_allclose(lookahead_decay_at(100, 100, 0.8), 0.8)
+    assert float(lookahead_decay_at(0, 100, 0.8)) == 0.0
+
+
+def test_lr_schedule_values():
+    # 100 steps, warm-up over 25 from 0.2: 0.2 + 0.8 * s / 25, then (100 - s) / 75
+    steps = jnp.array([0, 10, 25, 40, 100, 130])
+    expected = [0.2, 0.2 + 0.8 * 10 / 25, 1.0, 60 / 75, 0.0, 0.0]
+    np.testing.assert_allclose(lr_factor(steps, 100, 0.25, 0.2), expected, rtol=1e-6)
+
+
+def test_optimizer_groups_first_steps_by_hand():
+    params = {"whiten": {"kernel": jnp.zeros((2,)), "bias": jnp.zeros((2,))},
+              "block1_conv1": {"kernel": jnp.zeros((2,))}, "block1_norm1": {"bias": jnp.zeros((2,))}}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    config = SpeedrunConfig(batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, bias_lr_scale=64.0,
+                            warmup=0.25, start_factor=0.2, whiten_bias_epochs=1)
+    opt = make_optimizer(config, total_steps=100, steps_per_epoch=1)
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)
+    lr = 11.5 / (1 + 1 / 0.15)                # 1.5 at batch 1024
+    first = -lr * 0.2 * (1 + 0.85)           # Nesterov's first step: g + m * g
+    np.testing.assert_allclose(updates["block1_conv1"]["kernel"], first, rtol=1e-5)
+    np.testing.assert_allclose(updates["whiten"]["bias"], first, rtol=1e-5)
+    np.testing.assert_allclose(updates["block1_norm1"]["bias"], 64 * first, rtol=1e-5)
+    assert not np.any(np.asarray(updates["whiten"]["kernel"]))
+    updates, state = opt.update(grads, state, params)        # step 1: past the whitening bias's one epoch
+    assert not np.any(np.asarray(updates["whiten"]["bias"]))
+    # weight decay alone (zero gradient, weights 1): the same shrink per step in every group
+    ones = jax.tree_util.tree_map(jnp.ones_like, params)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = opt.update(zeros, opt.init(ones), ones)
+    shrink = -0.0153 * 1024 / (1024 * (1 + 1 / 0.15)) * 0.2 * 1.85
+    np.testing.assert_allclose(updates["block1_conv1"]["kernel"], shrink, rtol=1e-5)
+    np.testing.assert_allclose(updates["block1_norm1"]["bias"], shrink, rtol=1e-5)
+
+
+def test_translate_and_alternating_flip():
+    x = jnp.arange(4 * 6 * 6 * 1, dtype=jnp.int32).reshape(4, 6, 6, 1).astype(jnp.uint8)
+    out = np.asarray(translate(jax.random.key(3), x, 2))
+    padded = np.pad(np.asarray(x), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    for i in range(4):
+        crops = [padded[i, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+        assert any(np.array_equal(out[i], c) for c in crops)
+    bits = jnp.array([True, False, False, True])
+    even, odd = np.asarray(alternating_flip(x, bits, 0)), np.asarray(alternating_flip(x, bits, 3))
+    mirrored = np.asarray(x)[:, :, ::-1]
+    for i, b in enumerate([True, False, False, True]):
+        np.testing.assert_array_equal(even[i], mirrored[i] if b else np.asarray(x)[i])
+        np.testing.assert_array_equal(odd[i], np.asarray(x)[i] if b else mirrored[i])
+
+
+def _two_easy_classes(n, seed=0):
+    """Class 1 has a bright red channel, class 0 does not; noise elsewhere."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.int32)
+    x = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
+    x[y == 1, :, :, 0] += 120
+    return x, y
+
+
+def test_tiny_training_run_learns():
+    x, y = _two_easy_classes(512 + 128)
+    result = train_speedrun(x[:512], y[:512], x[512:], y[512:], epochs=4, batch_size=128, widths=(8, 16, 16),
+                            tta_level=1, seed=0)
+    assert result["steps"] == 16 and result["loop"] in ("step", "scan")
+    losses = result["train_loss"]
+    assert losses[-1] < losses[0] < np.log(10) + 0.1
+    assert result["test_acc"] > 0.8 and result["test_acc_tta"] > 0.8      # chance: 0.5
+    assert result["train_seconds"] > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(batch_size=0), "batch_size=0"),
+    (dict(batch_size=4096), "batch_size=4096"),
+    (dict(widths=(8, 16)), "widths="),
+    (dict(epochs=0), "epochs=0"),
+    (dict(loop="fast"), "loop='fast'"),
+    (dict(dtype="float64"), "dtype='float64'"),
+    (dict(tta_level=3), "tta_level=3"),
+    (dict(momentum=1.0), "momentum=1.0"),
+    (dict(label_smoothing=1.0), "label_smoothing=1.0"),
+])
+def test_bad_arguments_raise_value_errors(kwargs, match):
+    x, y = _two_easy_classes(64)
+    with pytest.raises(ValueError, match=match):
+        train_speedrun(x, y, x, y, **kwargs)
+
+
+def test_bad_data_raises_value_errors():
+    x, y = _two_easy_classes(64)
+    with pytest.raises(ValueError, match="train_images must be uint8"):
+        train_speedrun(x.astype(np.float32), y, x, y)
+    with pytest.raises(ValueError, match="test_images must be NHWC"):
+        train_speedrun(x, y, x[:, :8, :8], y)
+    with pytest.raises(ValueError, match="train_labels must lie in"):
+        train_speedrun(x, y + 9, x, y)
+    with pytest.raises(TypeError, match="unknown argument 'lr_peak'"):
+        train_speedrun(x, y, x, y, lr_peak=1.0)
+    with pytest.raises(ValueError, match="eps=0"):
+        whitening_kernel(x, eps=0)
+    with pytest.raises(ValueError, match="whitening_kernel: images"):
+        whitening_kernel(x[..., :1])
