@@ -1,0 +1,177 @@
+"""CIFAR-10 speedrun: cnnjax's airbench-style trainer (cnnjax.train.speedrun), several seeds, one table.
+
+Target (issue 7): on one H100, reach airbench94's 90.66% mean test accuracy (with test-time flips; the JPEG copy
+of CIFAR-10 in ../shared/data) in less than its 2.34 s of training. Each seed is one full run: data put on the
+device as uint8, every jitted function compiled ahead of time, then the clock runs (device-synchronised) over the
+normalisation statistics, the whitening kernel and all training steps; evaluation is not timed.
+
+    python experiments/cifar_speedrun.py --quick                                   # synthetic data, seconds
+    python experiments/cifar_speedrun.py --train-limit 2000 --epochs 2 --seeds 0   # CPU smoke run, real data
+    python experiments/cifar_speedrun.py --data-dir .data --seeds 0 1 2 3 4 --dtype bfloat16   # the GPU run
+
+Reads CIFAR-10 with numpy/PIL only (no TensorFlow needed: the GPU machine has none) from
+``DATA_DIR/cifar10-jpeg.tar.xz``; ``--cache FILE.npz`` keeps the decoded arrays for the next run. Prints a
+markdown table (per seed: accuracy, accuracy with TTA, training seconds, compile seconds; mean ± std) and writes
+it with the machine, versions and configuration as JSON to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.environ.get("CNNJAX_SHARED_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+ARCHIVE = "cifar10-jpeg.tar.xz"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=DEFAULT_DATA, help=f"folder holding {ARCHIVE} (default ../shared/data "
+                   "or $CNNJAX_SHARED_DATA)")
+    p.add_argument("--cache", default=None, help="an .npz file for the decoded arrays (read if present, else "
+                   "written)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=float, default=None, help="default: the recipe's 9.9")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's 1024")
+    p.add_argument("--widths", type=int, nargs=3, default=None, help="default: 64 256 256")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--loop", default="auto", choices=["auto", "scan", "step"])
+    p.add_argument("--tta-level", type=int, default=None, choices=[0, 1, 2], help="default: 2")
+    p.add_argument("--train-limit", type=int, default=None, help="read only the first N training images "
+                   "(N/10 per class; the test split is cut to the same count per class): CPU smoke runs")
+    p.add_argument("--warmup", type=int, default=0, help="untimed, unreported runs before the seeds")
+    p.add_argument("--eval-each-epoch", action="store_true", help="also report test accuracy after each epoch")
+    p.add_argument("--progress", action="store_true", help="one line per epoch on stderr")
+    p.add_argument("--quick", action="store_true", help="synthetic data, tiny widths, 1 epoch: checks the script "
+                   "end to end in seconds (the numbers mean nothing)")
+    p.add_argument("--out", default=None, help="write the results as JSON to this file")
+    return p.parse_args(argv)
+
+
+def load_cifar10(data_dir: str, train_limit=None, cache=None):
+    """(x_train, y_train, x_test, y_test): uint8 NHWC and int32 labels, decoded with PIL from the JPEG archive."""
+    if cache and os.path.exists(cache) and train_limit is None:
+        with np.load(cache) as f:
+            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    path = os.path.join(data_dir, ARCHIVE)
+    if not os.path.exists(path):
+        raise SystemExit(f"cifar_speedrun: no {ARCHIVE} in --data-dir {data_dir!r}. Point --data-dir at the folder "
+                         f"holding it (../shared/data here; on the GPU machine copy it into an ignored folder of "
+                         f"the checkout, e.g. .data/, and carry it).")
+    from cnnjax.data import read_cifar10
+    per_class = None if train_limit is None else max(1, math.ceil(train_limit / 10))
+    splits = read_cifar10(path, limit_per_class=per_class, progress=False)
+    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
+    if train_limit is not None:
+        x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+    elif cache:
+        np.savez(cache, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32)
+
+
+def synthetic(n_train=1024, n_test=256, seed=0):
+    """Ten classes, each a different constant colour offset on noise: learnable in one epoch."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n_train + n_test).astype(np.int32)
+    colours = rng.integers(0, 120, (10, 3))
+    x = rng.integers(0, 120, (n_train + n_test, 32, 32, 3)) + colours[y][:, None, None, :]
+    x = x.astype(np.uint8)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def machine() -> dict:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = jax.devices()[0]
+    return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
+            "device": getattr(device, "device_kind", str(device)), "python": platform.python_version()}
+
+
+def mean_std(values):
+    values = list(values)
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def table(runs, info) -> str:
+    lines = [f"CIFAR-10 speedrun, {info['device']} ({info['backend']}), jax {info['jax']}; "
+             f"{info['n_train']} train / {info['n_test']} test images, {info['epochs']} epochs, "
+             f"dtype {info['dtype']}, loop {runs[0]['loop'] if runs else '?'}, TTA level {info['tta_level']}",
+             "",
+             "| seed | test acc | test acc (TTA) | train s | compile s |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        lines.append(f"| {r['seed']} | {100 * r['test_acc']:.2f}% | {100 * r['test_acc_tta']:.2f}% | "
+                     f"{r['train_seconds']:.3f} | {r['compile_seconds']:.1f} |")
+    if runs:
+        acc, tta, sec = (mean_std(r[k] for r in runs) for k in ("test_acc", "test_acc_tta", "train_seconds"))
+        lines.append(f"| mean ± std | {100 * acc[0]:.2f} ± {100 * acc[1]:.2f}% | {100 * tta[0]:.2f} ± "
+                     f"{100 * tta[1]:.2f}% | {sec[0]:.3f} ± {sec[1]:.3f} | |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from cnnjax.train.speedrun import train_speedrun
+
+    overrides = {}
+    if args.quick:
+        x_train, y_train, x_test, y_test = synthetic()
+        overrides.update(epochs=1, batch_size=256, widths=(8, 16, 16))
+    else:
+        t0 = time.perf_counter()
+        x_train, y_train, x_test, y_test = load_cifar10(args.data_dir, args.train_limit, args.cache)
+        print(f"read {len(x_train)} train / {len(x_test)} test images in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+    for name in ("epochs", "batch_size", "tta_level"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.widths is not None:
+        overrides["widths"] = tuple(args.widths)
+    overrides["dtype"] = args.dtype
+
+    for i in range(args.warmup):
+        train_speedrun(x_train, y_train, x_test, y_test, seed=10_000 + i, loop=args.loop, **overrides)
+    runs = []
+    for seed in args.seeds:
+        result = train_speedrun(x_train, y_train, x_test, y_test, seed=seed, loop=args.loop,
+                                progress=args.progress, eval_each_epoch=args.eval_each_epoch, **overrides)
+        result.pop("state")
+        runs.append(result)
+        print(f"seed {seed}: test acc {100 * result['test_acc']:.2f}%, with TTA {100 * result['test_acc_tta']:.2f}%"
+              f", train {result['train_seconds']:.3f} s (compile {result['compile_seconds']:.1f} s)",
+              file=sys.stderr, flush=True)
+    config = runs[0]["config"] if runs else {}
+    info = dict(machine(), n_train=len(x_train), n_test=len(x_test), epochs=config.get("epochs"),
+                dtype=args.dtype, tta_level=config.get("tta_level"), quick=args.quick,
+                command="python " + " ".join([os.path.relpath(__file__)] + list(sys.argv[1:] if argv is None
+                                                                                else argv)))
+    text = table(runs, info)
+    print(text)
+    summary = {"info": info, "runs": runs, "markdown": text}
+    for key in ("test_acc", "test_acc_tta", "train_seconds"):
+        summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std(r[key] for r in runs)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(summary, f, indent=1, default=str)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
