@@ -221,3 +221,33 @@ def test_bad_data_raises_value_errors():
         whitening_kernel(x, eps=0)
     with pytest.raises(ValueError, match="whitening_kernel: images"):
         whitening_kernel(x[..., :1])
+
+
+@pytest.mark.slow
+def test_scan_epoch_matches_the_step_loop():
+    """loop="scan" (what GPUs run) and loop="step" draw the same batches and give the same weights."""
+    x, y = _two_easy_classes(256 + 64)
+    kwargs = dict(epochs=1.5, batch_size=64, widths=(4, 8, 8), tta_level=0, seed=1)
+    scan = train_speedrun(x[:256], y[:256], x[256:], y[256:], loop="scan", **kwargs)
+    step = train_speedrun(x[:256], y[:256], x[256:], y[256:], loop="step", **kwargs)
+    assert scan["steps"] == step["steps"] == 6 and scan["loop"] == "scan"
+    for a, b in zip(jax.tree_util.tree_leaves(scan["state"].params), jax.tree_util.tree_leaves(step["state"].params)):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(scan["train_loss"], step["train_loss"], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_experiment_script_quick_bfloat16(tmp_path):
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "cifar_speedrun.py"
+    spec = importlib.util.spec_from_file_location("cifar_speedrun", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "speedrun.json"
+    summary = script.main(["--quick", "--dtype", "bfloat16", "--seeds", "0", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["info"]["dtype"] == "bfloat16" and len(saved["runs"]) == 1
+    assert 0.0 <= summary["test_acc_tta_mean"] <= 1.0 and "| mean ± std |" in summary["markdown"]
