@@ -2,6 +2,7 @@
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
 from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
+from . import loop_choice
 from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
@@ -10,7 +11,7 @@ from .steps import cross_entropy, make_eval_step, make_train_chunk, make_train_s
 
 __all__ = [
     "CheckpointMismatchError", "Checkpointer", "initialize", "create_ensemble", "member", "per_example_grads",
-    "vmap_eval_step", "vmap_train_step", "with_update_scale", "LOOPS", "NonFiniteLossError", "epoch_order",
+    "vmap_eval_step", "vmap_train_step", "with_update_scale", "loop_choice", "LOOPS", "NonFiniteLossError", "epoch_order",
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
     "make_train_chunk", "make_train_step", "prepare_images",

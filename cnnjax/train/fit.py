@@ -4,12 +4,14 @@ Data order: epoch e visits the rows ``perm_e = numpy.random.default_rng([seed, e
 the epoch uses rows ``perm_e[t*B:(t+1)*B]`` (the last N mod B rows of each epoch are dropped). The order depends
 only on (seed, epoch), so a resumed run and every parallel mode see exactly the same global batches.
 
-Loop form (`loop`): ``"scan"`` runs each segment between checkpoints (by default the whole epoch) as one jitted
-``lax.scan`` over the stacked batches; ``"step"`` dispatches one jitted step per batch. ``"auto"`` picks "step"
-on CPU and "scan" on GPU/TPU: on XLA:CPU a scan whose body holds convolutions runs much slower than separate
-steps (jax-ml/jax#12868; see experiments/bench_train.py for the figures), while on accelerators the scan removes
-the per-step dispatch. Segments end at multiples of `checkpoint_every` (global steps) and at epoch ends, so a
-resumed run compiles and runs the same segments as an uninterrupted one: resumption is bit-for-bit on CPU.
+Loop form (`loop`): ``"scan"`` runs chunks of steps (`loop_choice.chunk_steps`: up to 100, the same length
+each) as one jitted ``lax.scan`` over the stacked batches; ``"step"`` dispatches one jitted step per batch.
+``"auto"`` measures both on copies of the state before training and keeps the faster (`loop_choice.py`): on
+accelerators the scan removes the per-step dispatch, while on XLA:CPU a scan whose body holds convolutions can
+run much slower than separate steps (jax-ml/jax#12868), and which one wins depends on the model. The choice is
+printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. Chunks also end at
+multiples of `checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same
+chunks as an uninterrupted one: resumption is bit-for-bit on CPU.
 
 Non-finite loss: losses are checked at every synchronisation point (every `log_every` steps, each segment end)
 and always before a checkpoint is written; a NaN/inf raises `NonFiniteLossError` naming the step and the last
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import loop_choice
 from . import progress as _progress
 from .checkpoint import Checkpointer
 from .ensemble import create_ensemble, with_update_scale
@@ -63,10 +66,6 @@ def as_arrays(data, *, fn: str = "fit", arg: str = "data"):
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The row order of epoch `epoch` (see module docstring)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def default_loop() -> str:
-    return "step" if jax.default_backend() == "cpu" else "scan"
 
 
 def _check_int(fn, name, value, minimum=1):
@@ -186,7 +185,6 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if batch_size % strategy.n_devices:
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
                          f"parallel={parallel!r}; use a multiple of {strategy.n_devices}.")
-    loop = default_loop() if loop == "auto" else loop
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=keep) if checkpoint_dir is not None else None
 
     init_key = jax.random.PRNGKey(seed)
@@ -202,7 +200,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
 
     run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble, **(meta or {})}
     history: dict[str, list] = {}
-    partial = None
+    partial, saved_meta = None, {}
     if ckpt is not None and resume and ckpt.latest_step() is not None:
         saved_meta = ckpt.read_meta()
         for key, value in run_meta.items():
@@ -215,10 +213,15 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         history = saved_meta.get("history", {})
         partial = saved_meta.get("partial")
     step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
+    if loop == "auto":
+        loop = _auto_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
+                          steps_per_epoch=steps_per_epoch, saved=saved_meta.get("loop"),
+                          progress=progress)
+    chunk = loop_choice.chunk_steps(steps_per_epoch)
 
     def save(step_now, partial_now):
         ckpt.save(step_now, strategy.canonical(placed),
-                  {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now})
+                  {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now, "loop": loop})
 
     last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
 
@@ -256,11 +259,19 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                 end = min(end, (step // checkpoint_every + 1) * checkpoint_every - epoch * steps_per_epoch)
             pending = []   # (first_step, metrics)
             if loop == "scan":
-                rows = order[pos * batch_size:end * batch_size]
-                x = images[rows].reshape(end - pos, batch_size, *images.shape[1:])
-                y = labels[rows].reshape(end - pos, batch_size)
-                placed, m = strategy.train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
-                pending.append((step, m))
+                start = pos
+                while start < end:
+                    stop = min(end, (start // chunk + 1) * chunk)
+                    rows = order[start * batch_size:stop * batch_size]
+                    x = images[rows].reshape(stop - start, batch_size, *images.shape[1:])
+                    y = labels[rows].reshape(stop - start, batch_size)
+                    placed, m = strategy.train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
+                    pending.append((step + start - pos, m))
+                    if stop < end:
+                        loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
+                                                            bar, t0, batch_size, run_steps + stop - pos)
+                        pending = []
+                    start = stop
             else:
                 for t in range(pos, end):
                     rows = order[t * batch_size:(t + 1) * batch_size]
@@ -301,6 +312,27 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if ckpt is not None:
         ckpt.close()
     return strategy.canonical(placed), history
+
+
+def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_epoch, saved, progress) -> str:
+    """`loop="auto"`: the form a resumed run used, else the faster one measured on batches of epoch 0."""
+    if saved in ("scan", "step"):
+        return saved
+    if steps_per_epoch <= loop_choice.PROBE_STEPS:
+        return "step"
+    order = epoch_order(seed, 0, len(images))
+
+    def batch(i):
+        rows = order[i * batch_size:(i + 1) * batch_size]
+        return images[rows], labels[rows]
+
+    measured = loop_choice.measure_loops(strategy, placed, batch, batch_size=batch_size)
+    choice = loop_choice.choose(measured)
+    if progress:
+        print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in scan chunks and "
+              f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
+              f"using {choice!r}.", flush=True)
+    return choice
 
 
 def _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0, batch_size, run_steps):

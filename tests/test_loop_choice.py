@@ -1,0 +1,90 @@
+"""fit(loop="auto"): the loop form is measured, the probe leaves the state alone, the choice survives a resume,
+and chunked scans compute exactly what per-step training computes."""
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from cnnjax.train import fit, loop_choice
+from cnnjax.train.checkpoint import Checkpointer
+from cnnjax.train.parallel import make_strategy
+from cnnjax.train.state import create_state
+from test_parallel_worker import TinyCNN, toy_data
+
+
+@pytest.mark.parametrize("steps, expected", [(5, 5), (100, 100), (468, 78), (390, 78), (1000, 100),
+                                             (101, 100), (202, 100), (240, 80)])
+def test_chunk_steps_is_the_largest_divisor_up_to_100(steps, expected):
+    # 468 = 6 * 78 (MNIST at batch 128), 390 = 5 * 78 (CIFAR-10 at 128); 101 and 202 = 2 * 101 have no divisor
+    # in [20, 100], so chunks of 100 and one shorter chunk.
+    assert loop_choice.chunk_steps(steps) == expected
+    assert loop_choice.chunk_steps(steps) <= 100
+
+
+def test_choose_prefers_step_unless_scan_is_clearly_faster():
+    assert loop_choice.choose({"step": 1000.0, "scan": 1040.0}) == "step"
+    assert loop_choice.choose({"step": 1000.0, "scan": 1100.0}) == "scan"
+    assert loop_choice.choose({"step": 1000.0, "scan": 150.0}) == "step"
+
+
+class _Slowed:
+    """A strategy whose chunk (or step) sleeps, so the measurement has a known winner."""
+
+    def __init__(self, strategy, slow):
+        self._s, self._slow = strategy, slow
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def train_step(self, state, images, labels):
+        if self._slow == "step":
+            time.sleep(0.05)
+        return self._s.train_step(state, images, labels)
+
+    def train_chunk(self, state, images, labels):
+        if self._slow == "scan":
+            time.sleep(0.05 * images.shape[0])
+        return self._s.train_chunk(state, images, labels)
+
+
+@pytest.mark.parametrize("slow, expected", [("scan", "step"), ("step", "scan")])
+def test_measure_loops_finds_the_faster_form_and_leaves_the_state_alone(slow, expected):
+    model, tx = TinyCNN(), optax.adam(1e-2)
+    x, y = toy_data(96)
+    strategy = _Slowed(make_strategy("none", model, tx), slow)
+    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
+    before = jax.tree.map(np.asarray, placed)
+    measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
+                                         batch_size=16)
+    assert loop_choice.choose(measured) == expected
+    assert measured["step"] > 0 and measured["scan"] > 0 and measured["seconds"] > 0
+    after = jax.tree.map(np.asarray, placed)                   # the real state is neither donated nor advanced
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+
+
+def test_chunked_scan_equals_per_step_training(tmp_path):
+    # 10 steps an epoch in one chunk; checkpoint_every=3 splits the epochs into 3+3+3+1 and 2+3+3+2 steps:
+    # where the chunks end must not change the result.
+    x, y = toy_data(160)
+    kw = dict(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=16, progress=False, seed=4)
+    s_step, h_step = fit(TinyCNN(dropout=0.2), (x, y), loop="step", **kw)
+    s_scan, h_scan = fit(TinyCNN(dropout=0.2), (x, y), loop="scan", checkpoint_dir=str(tmp_path),
+                         checkpoint_every=3, **kw)
+    np.testing.assert_allclose(h_scan["loss"], h_step["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s_step.params, s_scan.params)
+
+
+def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path, capsys):
+    x, y = toy_data(160)
+    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=1, checkpoint_dir=str(tmp_path))
+    fit(TinyCNN(), (x, y), epochs=1, loop="auto", **kw)
+    out = capsys.readouterr().out
+    assert "fit: loop='auto' measured" in out and "images/s in scan chunks" in out
+    chosen = "scan" if "using 'scan'" in out else "step"
+    ckpt = Checkpointer(str(tmp_path))
+    assert ckpt.read_meta()["loop"] == chosen
+    ckpt.close()
+    fit(TinyCNN(), (x, y), epochs=2, loop="auto", resume=True, **kw)
+    assert "measured" not in capsys.readouterr().out            # no second measurement on resume
