@@ -127,14 +127,12 @@ class SpeedrunConfig:
                 bad(name, "must be a number >= 0")
         if not self.whiten_eps > 0:
             bad("whiten_eps", "must be > 0")
-        for name in ("label_smoothing", "warmup", "start_factor", "lookahead_decay"):
-            lo_hi = (0.0, 1.0)
-            if not number(name) or not lo_hi[0] <= getattr(self, name) <= lo_hi[1]:
+        for name in ("start_factor", "lookahead_decay"):
+            if not number(name) or not 0 <= getattr(self, name) <= 1:
                 bad(name, "must lie in [0, 1]")
-        if self.label_smoothing >= 1:
-            bad("label_smoothing", "must be < 1")
-        if self.warmup >= 1:
-            bad("warmup", "must be < 1 (a fraction of the steps)")
+        for name in ("label_smoothing", "warmup"):
+            if not number(name) or not 0 <= getattr(self, name) < 1:
+                bad(name, "must lie in [0, 1)")
         if not integer("translate") or self.translate < 0:
             bad("translate", "must be an int >= 0 (pixels)")
         if self.tta_level not in (0, 1, 2) or isinstance(self.tta_level, bool):
