@@ -7,6 +7,8 @@ Every row runs in its own process (`--no-isolate` to share one), one after the o
 (/proc/loadavg) recorded before and after it. Batch 128, float32, the optimizer of the model's recipe.
 
 Rows are ``framework:model:mode``:
+- ``cnnjax:M:fit``: the form ``fit(loop="auto")`` picks here (it times step and scan first, `loop_choice.py`),
+  with fit's scan chunk length; the table shows the choice, and the probe's figures go to the JSON.
 - ``cnnjax:M:step``: `cnnjax.train`'s jitted step, one call per batch, batch gathered on the host and put on the
   device (what ``fit(loop="step")`` does); ``scanK`` / ``unrollK``: K steps in one jitted `lax.scan`
   (``fit(loop="scan")`` with K = steps per segment) / the same scan fully unrolled (no while loop);
@@ -45,7 +47,7 @@ sys.path.insert(0, HERE)
 import bench_peers  # noqa: E402
 
 DEFAULT_DATA = os.environ.get("CNNJAX_BENCH_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
-CPU_MODES = {"cnnjax": ["step", "unroll8", "scan50"], "linen": ["host"], "torch": ["eager", "compile"]}
+CPU_MODES = {"cnnjax": ["fit", "step", "unroll8"], "linen": ["host"], "torch": ["eager", "compile"]}
 GPU_MODES = {"cnnjax": ["step-dev", "scan468-dev"], "linen": ["host"], "torch": ["eager", "compile", "compile-ro"]}
 TARGETS = {"mnist": 0.99, "cifar10": 0.9066}
 
@@ -150,13 +152,24 @@ class CnnjaxRunner:
         self.jax, self.batch = jax, batch
         self.on_device = mode.endswith("-dev")
         form = mode[:-4] if self.on_device else mode
-        self.chunk = 1 if form == "step" else int(form.lstrip("scanunrol"))
         spec = bench_peers.SPECS[name]
         self.model = bench_peers.cnnjax_model(name)
         self.tx = bench_peers.optimizer(spec)
         self.shape = spec["input_shape"]
         self._create = lambda s: create_state(self.model, self.tx, input_shape=self.shape,
                                               key=jax.random.PRNGKey(s))
+        self.measured = None
+        if form == "fit":     # what cnnjax.train.fit(loop="auto") runs: its measured choice and chunk length
+            from cnnjax.train import loop_choice, make_strategy
+            strategy = make_strategy("none", self.model, self.tx)
+            rows = lambda i: np.arange(i * batch, (i + 1) * batch) % len(data[0])   # noqa: E731
+            probe = lambda i: (data[0][rows(i)], data[1][rows(i)])                 # noqa: E731
+            self.measured = loop_choice.measure_loops(strategy, strategy.place_state(self._create(seed)), probe,
+                                                      batch_size=batch)
+            form = loop_choice.choose(self.measured)
+            form = form if form == "step" else f"scan{loop_choice.chunk_steps(len(data[0]) // batch)}"
+            self.form = form
+        self.chunk = 1 if form == "step" else int(form.lstrip("scanunrol"))
         step = make_train_step(self.model, self.tx)
         if form == "step":
             body = lambda st, x, y: step(st, x, y)   # noqa: E731
@@ -273,6 +286,9 @@ def run_row(row, data, a):
     t = time.perf_counter()
     runner = RUNNERS[fw](model, mode, data, a.batch, a.seeds[0])
     out["setup_s"] = time.perf_counter() - t
+    if getattr(runner, "measured", None):
+        out["mode"] = f"fit -> {runner.form}"
+        out["auto_probe"] = runner.measured
     k = runner.chunk
     steps_per_epoch = n // a.batch
     calls = max(1, -(-a.steps // k))
