@@ -71,6 +71,11 @@ EXPECTED = {
     # C1 5x5x1x6, C3 5x5x6x16 (fully connected), C5 5x5x16x120, F6 120->84, output 84->10
     "lenet5": (S.conv_params(5, 1, 6) + S.conv_params(5, 6, 16) + S.conv_params(5, 16, 120)
                + S.dense_params(120, 84) + S.dense_params(84, 10), 0),
+    # whitening conv 2x2x3 -> 24 with bias; per block two bias-free 3x3 convs and two BN (bias only: 1 param and
+    # 2 statistics per channel); bias-free Dense(10) on the last width
+    "speedrun": (S.conv_params(2, 3, 24)
+                 + sum(9 * a * b + 9 * b * b + 2 * b for a, b in zip((24, 64, 256), (64, 256, 256)))
+                 + 256 * 10, 2 * 2 * (64 + 256 + 256)),
     "resnet20": _resnet((3, 3, 3), (16, 32, 64), projection=False),
     "resnet32": _resnet((5, 5, 5), (16, 32, 64), projection=False),
     "resnet56": _resnet((9, 9, 9), (16, 32, 64), projection=False),

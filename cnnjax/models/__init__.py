@@ -12,11 +12,13 @@ from cnnjax.models.lecture import SimpleCNN, cifar10_cnn, fashion_cnn, fashion_d
 from cnnjax.models.lenet import LeNet5
 from cnnjax.models.registry import ModelInfo, dataset, get, info, input_shape, names, register
 from cnnjax.models.resnet import ResidualBlock, ResNet, resnet18, resnet20, resnet32, resnet44, resnet56, resnet110
+from cnnjax.models.speedrun import SpeedrunNet, speedrun, whitening_kernel
 from cnnjax.models.vgg import VGG, vgg11, vgg13, vgg16, vgg19
 
 __all__ = [
     "get", "names", "info", "input_shape", "dataset", "register", "ModelInfo",
     "SimpleCNN", "mnist_cnn", "mnist_cnn2", "cifar10_cnn", "fashion_dnn", "fashion_cnn", "LeNet5",
+    "SpeedrunNet", "speedrun", "whitening_kernel",
     "ResNet", "ResidualBlock", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18",
     "VGG", "vgg11", "vgg13", "vgg16", "vgg19",
 ]

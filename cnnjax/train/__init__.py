@@ -6,6 +6,7 @@ from . import loop_choice
 from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
+from .speedrun import SpeedrunConfig, train_speedrun
 from .state import TrainState, create_state, param_signature
 from .steps import cross_entropy, make_eval_step, make_train_chunk, make_train_step, prepare_images
 
@@ -14,5 +15,5 @@ __all__ = [
     "vmap_eval_step", "vmap_train_step", "with_update_scale", "loop_choice", "LOOPS", "NonFiniteLossError", "epoch_order",
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
-    "make_train_chunk", "make_train_step", "prepare_images",
+    "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun",
 ]
