@@ -1,6 +1,7 @@
 """Training throughput: one jitted step per batch ("step") against K steps in one jitted lax.scan ("scan").
 
-This is the measurement behind `fit(loop="auto")` (step on CPU, scan on GPU/TPU). It times steady-state
+The figures that showed no fixed rule fits every model on CPU (`fit(loop="auto")` now times both forms at the
+start of each run, cnnjax/train/loop_choice.py). It times steady-state
 training steps (compile excluded: one warm-up call of each form first) of a `cnnjax.models` model on random
 data of the model's input shape, Adam 1e-3, float32 unless --dtype is given.
 
