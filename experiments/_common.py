@@ -27,16 +27,19 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     return p
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     import jax
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"
 
 
 def mnist(split: str, data_dir: str, *, quick: bool, limit: int | None = None):

@@ -28,6 +28,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import _common  # noqa: E402
 DEFAULT_DATA = os.environ.get("CNNJAX_SHARED_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
 ARCHIVE = "cifar10-jpeg.tar.xz"
 
@@ -90,14 +92,8 @@ def synthetic(n_train=1024, n_test=256, seed=0):
 def machine() -> dict:
     import jax
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     device = jax.devices()[0]
-    return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
+    return {"cpu": _common.cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
             "device": getattr(device, "device_kind", str(device)), "python": platform.python_version()}
 
 
