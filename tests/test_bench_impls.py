@@ -37,6 +37,54 @@ def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@settings(max_examples=12, deadline=None)
+@given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
+def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
+    """The custom-VJP im2col form (XLA:CPU's first-layer conv) against plain lax: values, first and second
+    reverse-mode derivatives, every layout, stride, dilation and padding the strategy draws."""
+    fmt = cfg["data_format"]
+    n = len(cfg["kernel_shape"]) - 2
+    _, pairs, strides, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], cfg["strides"],
+                                                         cfg["padding"], cfg["dilation"], 1, fmt, fn="test")
+    lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
+    rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
+    k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
+    kw = dict(strides=strides, padding=pairs, dilation=dilation, precision="highest")
+    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=(lhs, rhs, lhs), **kw)
+    vjp = lambda x, k: conv_impl.conv_im2col_vjp(x, k, channels_last=fmt == "channels_last", **kw)
+    np.testing.assert_allclose(vjp(x, k), xla(x, k), rtol=1e-5, atol=1e-5)
+    grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
+    for got, want in zip(jax.jit(grads(vjp))(x, k), grads(xla)(x, k)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # reverse over reverse: the gradient of a function of the kernel gradient, with respect to the input
+    second = lambda f: jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2))(x)
+    np.testing.assert_allclose(second(vjp), second(xla), rtol=1e-3, atol=1e-3)
+
+
+def test_fast_paths_and_forward_mode():
+    """The CPU forms carry custom VJPs, which forward mode cannot pass; plain_lax() traces the lax forms,
+    whose tangents match a central finite difference."""
+    from cnnjax import functional as F
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 1)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.float32)     # 9 * 1 <= 32: the im2col form on CPU
+    t = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    f = lambda x: F.max_pool(F.conv2d(x, k, padding="same"), 2)
+    if jax.default_backend() == "cpu":
+        with pytest.raises(TypeError, match="custom_vjp"):
+            jax.jvp(f, (x,), (t,))
+    with F.plain_lax():
+        _, tangent = jax.jvp(f, (x,), (t,))
+        assert F.conv2d(x, k).shape == (2, 4, 4, 4)
+    eps = 1e-3
+    numeric = (f(x + eps * t) - f(x - eps * t)) / (2 * eps)
+    np.testing.assert_allclose(tangent, numeric, rtol=2e-2, atol=2e-2)
+    from cnnjax.functional import fast_paths
+    assert fast_paths.enabled()       # the context restored the default
+
+
 def test_im2col_lecture_example():
     """SEED_EXAMPLES.md, convolution example 1 (VALID) through the im2col form."""
     x = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)

@@ -13,22 +13,32 @@ with ``x_pad`` the input padded by ``(lo, hi)`` zeros per spatial axis, and
   ``kernel.reshape(prod(k) * C, F)``), then ``y = P @ kernel.reshape(prod(k) * C, F)``: one matrix product.
   Its gradients are again slices, pads and matrix products.
 
-:func:`conv_general` picks one at lowering time with ``lax.platform_dependent``: on XLA:CPU the im2col form for
-ungrouped convolutions whose patch matrix is small (``prod(k) * C <= IM2COL_MAX_DEPTH``), where it was measured
-faster, forward and backward, than XLA:CPU's convolution (``experiments/bench_cpu_ops.py``; figures in
-``experiments/SPEED.md``); the XLA convolution everywhere else (GPU, TPU, grouped or deep convolutions). The
-results agree to float rounding (different summation order); ``tests/test_conv.py`` holds both against a NumPy
-loop and TensorFlow.
+- :func:`conv_im2col_vjp`: :func:`conv_im2col` with a custom VJP whose kernel gradient is
+  ``dk = P^T @ dy`` written as ``dot_general(P, dy)``, the patch matrix first. JAX's own transpose of the
+  matrix product puts ``dy`` first, and XLA:CPU then writes ``dy`` transposed inside the fusion of everything
+  before it (BatchNorm's and dropout's gradients in the Flax example CNN): that one fusion took 10 ms of a 65 ms
+  step; transposing the thin patch matrix (``prod(k) * C <= 32`` columns) instead costs ~1 ms.
+
+:func:`conv_general` picks one at lowering time with ``lax.platform_dependent``: on XLA:CPU the im2col form (with
+its custom VJP) for ungrouped convolutions whose patch matrix is small (``prod(k) * C <= IM2COL_MAX_DEPTH``),
+where it was measured faster, forward and backward, than XLA:CPU's convolution (``experiments/bench_cpu_ops.py``;
+figures in ``experiments/SPEED.md``); the XLA convolution everywhere else (GPU, TPU, grouped or deep
+convolutions) and inside :func:`cnnjax.functional.plain_lax` (forward-mode autodiff). The results agree to float
+rounding (different summation order); ``tests/test_bench_impls.py`` holds the forms against each other (values
+and gradients), ``tests/test_conv.py`` the dispatched op against a NumPy loop and TensorFlow.
 """
 from __future__ import annotations
 
 import itertools
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["conv_xla", "conv_im2col", "conv_general", "uses_im2col", "IM2COL_MAX_DEPTH"]
+from cnnjax.functional import fast_paths
+
+__all__ = ["conv_xla", "conv_im2col", "conv_im2col_vjp", "conv_general", "uses_im2col", "IM2COL_MAX_DEPTH"]
 
 # Largest patch depth prod(kernel_size) * in_channels for which XLA:CPU gets the im2col form.
 IM2COL_MAX_DEPTH = 32
@@ -51,23 +61,55 @@ def conv_im2col(x, kernel, *, strides, padding, dilation, channels_last=True, pr
 
     Returns ``(N, *out, F)`` (or ``(N, F, *out)``), the dtype of ``x``.
     """
-    n_sp = kernel.ndim - 2
     if not channels_last:
         x = jnp.moveaxis(x, 1, -1)
-    ksize, channels, filters = kernel.shape[:n_sp], kernel.shape[-2], kernel.shape[-1]
-    zero = jnp.zeros((), x.dtype)
-    xp = lax.pad(x, zero, [(0, 0, 0), *[(lo, hi, 0) for lo, hi in padding], (0, 0, 0)])
+    patches = _patches(x, kernel.shape[:-2], strides, padding, dilation)
+    weights = kernel.reshape(patches.shape[-1], kernel.shape[-1])
+    y = lax.dot_general(patches, weights, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+    return y if channels_last else jnp.moveaxis(y, -1, 1)
+
+
+def _patches(x, ksize, strides, padding, dilation):
+    """The patch matrix ``P (N, *out, prod(k) * C)`` of a channels-last ``x``: ``prod(k)`` strided slices of the
+    padded input, concatenated on the channel axis in the kernel's row-major offset order."""
+    n_sp = len(ksize)
+    xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in padding], (0, 0, 0)])
     out = [(xp.shape[1 + a] - dilation[a] * (ksize[a] - 1) - 1) // strides[a] + 1 for a in range(n_sp)]
     slices = []
     for offset in itertools.product(*(range(k) for k in ksize)):
         start = [0, *(j * d for j, d in zip(offset, dilation)), 0]
         limit = [xp.shape[0], *(j * d + (o - 1) * s + 1 for j, d, o, s in zip(offset, dilation, out, strides)),
-                 channels]
+                 x.shape[-1]]
         slices.append(lax.slice(xp, start, limit, (1, *strides, 1)))
-    patches = slices[0] if len(slices) == 1 else lax.concatenate(slices, x.ndim - 1)
-    weights = kernel.reshape(math.prod(ksize) * channels, filters)
-    y = lax.dot_general(patches, weights, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
-    return y if channels_last else jnp.moveaxis(y, -1, 1)
+    return slices[0] if len(slices) == 1 else lax.concatenate(slices, x.ndim - 1)
+
+
+def conv_im2col_vjp(x, kernel, *, strides, padding, dilation, channels_last=True, precision=None):
+    """:func:`conv_im2col` with a custom VJP: the kernel gradient is ``dot_general(P, dy)`` over the batch and
+    output axes (the patch matrix first; see the module docstring), the input gradient JAX's transpose of
+    :func:`conv_im2col`. Same arguments and values; reverse mode to any order, no forward mode."""
+    plain = lambda x, k: conv_im2col(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
+                                     channels_last=channels_last, precision=precision)
+
+    @jax.custom_vjp
+    def f(x, k):
+        return plain(x, k)
+
+    def fwd(x, k):
+        return plain(x, k), (x, k)
+
+    def bwd(res, dy):
+        x, k = res
+        (dx,) = jax.linear_transpose(lambda x_: plain(x_, k), x)(dy)
+        if not channels_last:
+            x, dy = jnp.moveaxis(x, 1, -1), jnp.moveaxis(dy, 1, -1)
+        patches = _patches(x, k.shape[:-2], strides, padding, dilation)
+        axes = tuple(range(x.ndim - 1))                                    # batch and output axes
+        dk = lax.dot_general(patches, dy, ((axes, axes), ((), ())), precision=precision)
+        return dx, dk.reshape(k.shape).astype(k.dtype)
+
+    f.defvjp(fwd, bwd)
+    return f(x, kernel)
 
 
 def uses_im2col(kernel_shape, groups: int) -> bool:
@@ -76,13 +118,15 @@ def uses_im2col(kernel_shape, groups: int) -> bool:
 
 
 def conv_general(x, kernel, *, strides, padding, dilation, groups, dimension_numbers, precision=None):
-    """The convolution of ``cnnjax.functional.conv``: :func:`conv_im2col` on CPU where :func:`uses_im2col`
-    says so, :func:`conv_xla` otherwise (chosen when the computation is lowered for its platform)."""
+    """The convolution of ``cnnjax.functional.conv``: :func:`conv_im2col_vjp` on CPU where :func:`uses_im2col`
+    says so (and not inside ``plain_lax()``), :func:`conv_xla` otherwise (chosen when the computation is lowered
+    for its platform)."""
     kw = dict(strides=tuple(strides), padding=tuple(tuple(p) for p in padding), dilation=tuple(dilation))
     xla = lambda x, k: conv_xla(x, k, groups=groups, dimension_numbers=dimension_numbers,  # noqa: E731
                                 precision=precision, **kw)
-    if not uses_im2col(kernel.shape, groups):
+    if not (fast_paths.enabled() and uses_im2col(kernel.shape, groups)):
         return xla(x, kernel)
     channels_last = dimension_numbers[0][-1] == "C"
-    im2col = lambda x, k: conv_im2col(x, k, channels_last=channels_last, precision=precision, **kw)  # noqa: E731
+    im2col = lambda x, k: conv_im2col_vjp(x, k, channels_last=channels_last, precision=precision,  # noqa: E731
+                                          **kw)
     return lax.platform_dependent(x, kernel, cpu=im2col, default=xla)
