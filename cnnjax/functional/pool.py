@@ -12,7 +12,7 @@ import numpy as np
 from jax import lax
 
 from cnnjax import _args, shapes
-from cnnjax.functional import _checks, pool_impl
+from cnnjax.functional import _checks, fast_paths, pool_impl
 
 __all__ = ["max_pool", "avg_pool", "min_pool", "global_avg_pool", "global_max_pool", "channel_max_pool"]
 
@@ -48,7 +48,7 @@ def _extreme(x, pool_size, strides, padding, data_format, ceil_mode, fn, largest
         raise TypeError(f"{fn}: x has dtype {x.dtype}; pooling needs a floating or integer array.")
     window = lambda x: lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min,  # noqa: E731
                                          dims, steps, pads)
-    if pool_impl.applies(dims, steps, pads):   # XLA:CPU: the same values and gradients, faster (pool_impl.py)
+    if fast_paths.enabled() and pool_impl.applies(dims, steps, pads):   # XLA:CPU: the same values and gradients, faster (pool_impl.py)
         return lax.platform_dependent(x, cpu=lambda x: pool_impl.window_extreme(x, dims, largest), default=window)
     return window(x)
 
@@ -81,6 +81,8 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
     x, dims, steps, pads, pairs, extra, fmt = _window(x, pool_size, strides, padding, data_format, ceil_mode, fn)
     x = _checks.floating(x, "x", fn)
     sums = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pads)
+    if all(p == (0, 0) for p in pads):    # every window is whole: one divisor, no per-cell count array
+        return sums * np.array(1.0 / np.prod(dims), x.dtype)
     spatial = [x.shape[a] for a in _args.spatial_axes(fmt, x.ndim)]
     ones = jnp.ones(spatial, x.dtype)
     if count_include_pad:
