@@ -4,6 +4,7 @@ from .distributed import initialize
 from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
 from . import loop_choice
 from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit
+from .host_memory import keep_freed_memory
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
 from .speedrun import SpeedrunConfig, train_speedrun
@@ -15,5 +16,5 @@ __all__ = [
     "vmap_eval_step", "vmap_train_step", "with_update_scale", "loop_choice", "LOOPS", "NonFiniteLossError", "epoch_order",
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
-    "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun",
+    "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "keep_freed_memory",
 ]

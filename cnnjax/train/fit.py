@@ -32,6 +32,7 @@ from . import loop_choice
 from . import progress as _progress
 from .checkpoint import Checkpointer
 from .ensemble import create_ensemble, with_update_scale
+from .host_memory import keep_freed_memory
 from .optim import make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
 from .state import create_state
@@ -178,6 +179,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if learning_rates is not None:
         tx = with_update_scale(tx)
 
+    if jax.default_backend() == "cpu":
+        keep_freed_memory()     # XLA:CPU re-faults each step's temporaries in otherwise (host_memory.py)
     is_ensemble = ensemble > 1 or learning_rates is not None
     strategy = make_strategy(parallel, model, tx, label_smoothing=label_smoothing, dtype=dtype,
                              ensemble=is_ensemble)

@@ -61,6 +61,8 @@ import optax
 from cnnjax import functional as F
 from cnnjax.models.speedrun import SpeedrunNet, _check_widths, whitening_kernel, with_whitening
 
+from .host_memory import keep_freed_memory
+
 __all__ = ["SpeedrunConfig", "SpeedrunState", "train_speedrun", "lr_factor", "lookahead_decay_at",
            "lookahead_update", "tta_logits", "translate", "alternating_flip", "make_optimizer", "param_labels",
            "LOOPS", "DTYPES"]
@@ -431,6 +433,8 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
         raise ValueError(f"{where}: batch_size={config.batch_size} is larger than the {n} training images; use a "
                          f"batch size <= {n}.")
     backend = jax.default_backend()
+    if backend == "cpu":
+        keep_freed_memory()     # see host_memory.py
     if loop == "auto":
         loop = "step" if backend == "cpu" else "scan"
 
