@@ -5,6 +5,9 @@ warm-up, synchronised at the end of each timed run, median over `--repeats` runs
 `--epochs E`: the epoch time and the training time to `--target` test accuracy, mean ± std over `--seeds`.
 Every row runs in its own process (`--no-isolate` to share one), one after the other, with the load average
 (/proc/loadavg) recorded before and after it. Batch 128, float32, the optimizer of the model's recipe.
+``--malloc keep`` (default) runs every row, whatever its framework, with glibc keeping freed memory in the
+process (what ``cnnjax.train.fit`` sets for itself on CPU: ``cnnjax/train/host_memory.py``); ``--malloc default``
+runs every row with glibc's defaults.
 
 Rows are ``framework:model:mode``:
 - ``cnnjax:M:fit``: the form ``fit(loop="auto")`` picks here (it times step and scan first, `loop_choice.py`),
@@ -358,11 +361,25 @@ def machine_info():
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def _row_in_subprocess(row, argv):
+def row_environment(malloc):
+    """The environment of a row's process: with ``malloc="keep"`` glibc keeps freed memory in the process for
+    *every* framework (cnnjax.train.host_memory.ENVIRONMENT: what fit() sets for itself on CPU, here given to
+    PyTorch and the linen loop too, so ratios compare like with like); ``"default"``: glibc's defaults for all,
+    cnnjax's own setting off (CNNJAX_KEEP_FREED_MEMORY=0)."""
+    from cnnjax.train.host_memory import ENVIRONMENT
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    if malloc == "keep":
+        env.update(ENVIRONMENT)
+    else:
+        env["CNNJAX_KEEP_FREED_MEMORY"] = "0"
+    return env
+
+
+def _row_in_subprocess(row, argv, malloc):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--rows", row, "--no-isolate", "--_result", path]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=row_environment(malloc))
     try:
         if proc.returncode:
             return {"row": row, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
@@ -380,7 +397,8 @@ def markdown(result):
     m = result["machine"]
     lines = [f"Machine: {m['cpu']} ({m['cpu_count']} CPUs), backend {m['backend']} {m['devices']}; "
              f"{m['platform']}; python {m['python']}; "
-             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + f"; {m['date']}.",
+             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + f"; {m['date']}; "
+             f"malloc settings of every row: {result['settings'].get('malloc', 'default')}.",
              f"Command: `{result['command']}`", ""]
     if result.get("ceiling"):
         lines += ["Matmul ceiling (8192^3, TFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in
@@ -443,6 +461,9 @@ def parse_args(argv):
     p.add_argument("--synthetic", type=int, default=0, help="use N random images instead of the data")
     p.add_argument("--ceiling", action="store_true", help="measure the matmul ceiling (default: on GPU)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false", help="run all rows in this process")
+    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                   help="glibc malloc settings of every row's process: 'keep' freed memory (what cnnjax's fit "
+                        "sets on CPU; given to every framework), or glibc's 'default' for all (see row_environment)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny synthetic data, few steps, in-process")
     p.add_argument("--out", default=None, help="write OUT.md and OUT.json")
     p.add_argument("--_result", default=None, help=argparse.SUPPRESS)
@@ -480,6 +501,9 @@ def main(argv=None):
     a = parse_args(argv)
     import jax
     backend = jax.default_backend()
+    if a.malloc == "keep" and not a.isolate:
+        from cnnjax.train.host_memory import keep_freed_memory
+        keep_freed_memory()
     rows = rows_for(a, backend)
     datasets = {}
 
@@ -492,7 +516,7 @@ def main(argv=None):
     results = []
     for row in rows:
         if a.isolate:
-            r = _row_in_subprocess(row, [x for x in argv if x != "--quick"] if not a.quick else argv)
+            r = _row_in_subprocess(row, [x for x in argv if x != "--quick"] if not a.quick else argv, a.malloc)
         else:
             r = run_row(row, data_for(row.split(":")[1]), a)
         results.append(r)

@@ -62,3 +62,12 @@ def test_reads_real_mnist_without_tensorflow(bench):
     # the data README's label counts and pixel mean
     assert np.bincount(yte).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert abs(xtr.mean() - 33.318) < 1e-3
+
+
+def test_row_environment_is_the_same_for_every_framework(bench, monkeypatch):
+    from cnnjax.train.host_memory import ENVIRONMENT
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "1")            # a stray outer setting never leaks into a row
+    keep = bench.row_environment("keep")
+    assert all(keep[k] == v for k, v in ENVIRONMENT.items())
+    default = bench.row_environment("default")
+    assert not set(ENVIRONMENT) & set(default) and default["CNNJAX_KEEP_FREED_MEMORY"] == "0"
