@@ -8,7 +8,10 @@ compile+warm-up call, device-synchronised (``block_until_ready``). Implementatio
 - conv ``xla``: ``lax.conv_general_dilated`` NHWC/HWIO (what ``cnnjax.functional.conv`` did before);
   ``xla_nchw``: the same conv in NCHW/OIHW with transposes around it;
   ``patches``: ``lax.conv_general_dilated_patches`` then one matmul; ``im2col``: the patches built from
-  ``kh*kw`` strided slices concatenated on the channel axis, then one matmul (``cnnjax.functional.conv_impl``).
+  ``kh*kw`` strided slices concatenated on the channel axis, then one matmul (``cnnjax.functional.conv_impl``);
+  ``im2col_vjp``: the same with its custom VJP (kernel gradient ``dot(P, dy)``, what XLA:CPU runs for first
+  layers); ``tap_grad``: the XLA conv with one matrix product per kernel tap as its kernel gradient (what
+  XLA:CPU runs for deeper stride-1 convs).
 - pool ``reduce_window``: ``lax.reduce_window`` (its max gradient is ``select_and_scatter_add``);
   ``reshape``: non-overlapping 2x2 windows as a reshape and a max/mean over the window axes (its max gradient
   splits ties); ``slices_vjp``: ``cnnjax.functional.pool_impl.window_extreme`` (max of strided slices, gradient
@@ -45,7 +48,9 @@ CONV_CASES = {
     "flax_cnn.conv2 14x14x32 k3 64 same": ((14, 14, 32), (3, 3, 32, 64), "SAME", True),
     "mnist_cnn2.conv2 13x13x32 k3 64 valid": ((13, 13, 32), (3, 3, 32, 64), "VALID", True),
     "resnet20.stage1 32x32x16 k3 16 same": ((32, 32, 16), (3, 3, 16, 16), "SAME", True),
+    "resnet20.stage2 16x16x32 k3 32 same": ((16, 16, 32), (3, 3, 32, 32), "SAME", True),
     "resnet20.stage3 8x8x64 k3 64 same": ((8, 8, 64), (3, 3, 64, 64), "SAME", True),
+    "lenet5.conv2 14x14x6 k5 16 valid": ((14, 14, 6), (5, 5, 6, 16), "VALID", True),
 }
 # name: (input NHWC without batch, kind)
 POOL_CASES = {
@@ -86,7 +91,17 @@ def conv_im2col(x, k, pairs):
     return conv_impl.conv_im2col(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
 
 
-CONV_IMPLS = {"xla": conv_xla, "xla_nchw": conv_xla_nchw, "patches": conv_patches, "im2col": conv_im2col}
+def conv_im2col_vjp(x, k, pairs):
+    return conv_impl.conv_im2col_vjp(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
+
+
+def conv_tap_grad(x, k, pairs):
+    return conv_impl.conv_tap_grad(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+CONV_IMPLS = {"xla": conv_xla, "xla_nchw": conv_xla_nchw, "patches": conv_patches, "im2col": conv_im2col,
+              "im2col_vjp": conv_im2col_vjp, "tap_grad": conv_tap_grad}
 
 
 def pool_reduce_window(x, kind):

@@ -63,6 +63,44 @@ def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
     np.testing.assert_allclose(second(vjp), second(xla), rtol=1e-3, atol=1e-3)
 
 
+@settings(max_examples=12, deadline=None)
+@given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
+def test_tap_grad_equals_xla_conv_values_and_gradients(cfg, seed):
+    """The tap-gradient form (XLA:CPU's deeper stride-1 convs) against plain lax: values and first and second
+    reverse-mode derivatives, for every layout, dilation and padding the strategy draws (strides set to 1)."""
+    fmt = cfg["data_format"]
+    n = len(cfg["kernel_shape"]) - 2
+    _, pairs, _, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], 1, cfg["padding"],
+                                                   cfg["dilation"], 1, fmt, fn="test")
+    lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
+    rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
+    k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
+    kw = dict(strides=(1,) * n, padding=pairs, dilation=dilation, precision="highest",
+              dimension_numbers=(lhs, rhs, lhs))
+    xla = lambda x, k: conv_impl.conv_xla(x, k, **kw)
+    taps = lambda x, k: conv_impl.conv_tap_grad(x, k, **kw)
+    np.testing.assert_array_equal(taps(x, k), xla(x, k))        # the forward pass is XLA's own
+    grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
+    for got, want in zip(jax.jit(grads(taps))(x, k), grads(xla)(x, k)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    second = lambda f: jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2))(x)
+    np.testing.assert_allclose(second(taps), second(xla), rtol=1e-3, atol=1e-3)
+
+
+def test_cpu_form_choice():
+    """Which convolutions take which XLA:CPU form (the measured rules of conv_impl's docstring)."""
+    assert conv_impl.uses_im2col((3, 3, 1, 32), 1) and conv_impl.uses_im2col((3, 3, 3, 32), 1)
+    assert not conv_impl.uses_im2col((3, 3, 32, 64), 1)
+    assert conv_impl.uses_tap_grad((3, 3, 32, 64), 1, (1, 1))           # Flax example CNN, mnist_cnn2 conv2
+    assert conv_impl.uses_tap_grad((3, 3, 64, 64), 1, (1, 1))           # ResNet-20 stage 3
+    assert not conv_impl.uses_tap_grad((3, 3, 16, 16), 1, (1, 1))       # ResNet-20 stage 1: XLA's is faster
+    assert not conv_impl.uses_tap_grad((3, 3, 64, 64), 1, (2, 2))       # strided
+    assert not conv_impl.uses_tap_grad((3, 3, 32, 64), 2, (1, 1))       # grouped
+    assert not conv_impl.uses_tap_grad((3, 3, 1, 4096), 1, (1, 1))      # im2col first
+
+
 def test_fast_paths_and_forward_mode():
     """The CPU forms carry custom VJPs, which forward mode cannot pass; plain_lax() traces the lax forms,
     whose tangents match a central finite difference."""
@@ -125,3 +163,21 @@ def test_applies_only_to_plain_windows():
     assert pool_impl.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0),) * 4)
     assert not pool_impl.applies((1, 3, 3, 1), (1, 2, 2, 1), ((0, 0),) * 4)        # overlapping
     assert not pool_impl.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0), (0, 1), (0, 1), (0, 0)))  # padded
+
+
+@pytest.mark.parametrize("shape,kshape,padding", [((2, 6, 6, 1), (3, 3, 1, 8), "same"),      # im2col form
+                                                  ((2, 6, 5, 32), (3, 3, 32, 64), "same"),   # tap-gradient form
+                                                  ((2, 7, 7, 32), (3, 3, 32, 64), "valid")])
+def test_dispatched_conv_equals_plain_lax(shape, kshape, padding):
+    """F.conv2d as dispatched (its CPU form here) against the same call traced inside plain_lax()."""
+    from cnnjax import functional as F
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    k = jnp.asarray(rng.standard_normal(kshape) / np.sqrt(np.prod(kshape[:3])), jnp.float32)
+    loss = lambda x, k: jnp.sum(jnp.tanh(F.conv2d(x, k, padding=padding)))
+    got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, k)
+    with F.plain_lax():
+        want = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, k)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    for g, w in zip(got[1], want[1]):
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
