@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data parallelism over devices: none (jit on one device), pmap, or shard "
                         "(sharded jit over a Mesh; also across processes) (default none)")
     t.add_argument("--loop", choices=LOOPS, default="auto",
-                   help="step: one jitted step per batch; scan: chunks of up to 100 steps in one lax.scan; auto: "
-                        "time both on this machine before training and keep the faster (default auto)")
+                   help="step: one jitted step per batch; scan: chunks of up to 100 steps in one lax.scan; "
+                        "unroll: chunks of up to 8 steps unrolled in one program; auto: time the three on this "
+                        "machine before training and keep the fastest (default auto)")
     t.add_argument("--ensemble", type=_int_at_least("--ensemble", 1), default=1,
                    help="train N models with different seeds at once with vmap (default 1)")
     t.add_argument("--ensemble-lrs", type=_positive_float("--ensemble-lrs"), nargs="+", default=None,

@@ -10,8 +10,8 @@ process (what ``cnnjax.train.fit`` sets for itself on CPU: ``cnnjax/train/host_m
 runs every row with glibc's defaults.
 
 Rows are ``framework:model:mode``:
-- ``cnnjax:M:fit``: the form ``fit(loop="auto")`` picks here (it times step and scan first, `loop_choice.py`),
-  with fit's scan chunk length; the table shows the choice, and the probe's figures go to the JSON.
+- ``cnnjax:M:fit``: the form ``fit(loop="auto")`` picks here (it times step, scan and unrolled chunks first,
+  `loop_choice.py`), with fit's chunk length; the table shows the choice, and the probe's figures go to the JSON.
 - ``cnnjax:M:step``: `cnnjax.train`'s jitted step, one call per batch, batch gathered on the host and put on the
   device (what ``fit(loop="step")`` does); ``scanK`` / ``unrollK``: K steps in one jitted `lax.scan`
   (``fit(loop="scan")`` with K = steps per segment) / the same scan fully unrolled (no while loop);
@@ -167,10 +167,14 @@ class CnnjaxRunner:
             strategy = make_strategy("none", self.model, self.tx)
             rows = lambda i: np.arange(i * batch, (i + 1) * batch) % len(data[0])   # noqa: E731
             probe = lambda i: (data[0][rows(i)], data[1][rows(i)])                 # noqa: E731
+            steps_per_epoch = len(data[0]) // batch
+            unroll = loop_choice.unroll_steps(steps_per_epoch)
             self.measured = loop_choice.measure_loops(strategy, strategy.place_state(self._create(seed)), probe,
-                                                      batch_size=batch)
+                                                      batch_size=batch,
+                                                      unroll=unroll if steps_per_epoch > unroll else None)
             form = loop_choice.choose(self.measured)
-            form = form if form == "step" else f"scan{loop_choice.chunk_steps(len(data[0]) // batch)}"
+            form = {"step": "step", "scan": f"scan{loop_choice.chunk_steps(steps_per_epoch)}",
+                    "unroll": f"unroll{unroll}"}[form]
             self.form = form
         self.chunk = 1 if form == "step" else int(form.lstrip("scanunrol"))
         step = make_train_step(self.model, self.tx)

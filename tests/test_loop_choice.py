@@ -23,6 +23,19 @@ def test_chunk_steps_is_the_largest_divisor_up_to_100(steps, expected):
     assert loop_choice.chunk_steps(steps) <= 100
 
 
+@pytest.mark.parametrize("steps, expected", [(468, 6), (390, 6), (8, 8), (100, 5), (101, 8), (7, 7), (44, 4)])
+def test_unroll_steps_is_a_short_divisor(steps, expected):
+    # 468 = 78 * 6, 390 = 65 * 6; 101 is prime (chunks of 8 and a shorter last one); 44 = 11 * 4
+    assert loop_choice.unroll_steps(steps) == expected
+
+
+def test_choose_among_three_forms():
+    assert loop_choice.choose({"step": 1000.0, "scan": 150.0, "unroll": 1300.0}) == "unroll"
+    assert loop_choice.choose({"step": 1000.0, "scan": 150.0, "unroll": 1040.0}) == "step"      # tie -> step
+    assert loop_choice.choose({"step": 1000.0, "scan": 2000.0, "unroll": 2050.0}) == "scan"     # tie -> scan
+    assert loop_choice.choose({"step": 1000.0, "scan": 2000.0, "unroll": 2200.0}) == "unroll"
+
+
 def test_choose_prefers_step_unless_scan_is_clearly_faster():
     assert loop_choice.choose({"step": 1000.0, "scan": 1040.0}) == "step"
     assert loop_choice.choose({"step": 1000.0, "scan": 1100.0}) == "scan"
@@ -39,17 +52,17 @@ class _Slowed:
         return getattr(self._s, name)
 
     def train_step(self, state, images, labels):
-        if self._slow == "step":
+        if "step" in self._slow.split():
             time.sleep(0.05)
         return self._s.train_step(state, images, labels)
 
     def train_chunk(self, state, images, labels):
-        if self._slow == "scan":
+        if "scan" in self._slow.split():
             time.sleep(0.05 * images.shape[0])
         return self._s.train_chunk(state, images, labels)
 
 
-@pytest.mark.parametrize("slow, expected", [("scan", "step"), ("step", "scan")])
+@pytest.mark.parametrize("slow, expected", [("scan", "step"), ("step", "scan"), ("step scan", "unroll")])
 def test_measure_loops_finds_the_faster_form_and_leaves_the_state_alone(slow, expected):
     model, tx = TinyCNN(), optax.adam(1e-2)
     x, y = toy_data(96)
@@ -57,7 +70,7 @@ def test_measure_loops_finds_the_faster_form_and_leaves_the_state_alone(slow, ex
     placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
     before = jax.tree.map(np.asarray, placed)
     measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
-                                         batch_size=16)
+                                         batch_size=16, unroll=3 if slow == "step scan" else None)
     assert loop_choice.choose(measured) == expected
     assert measured["step"] > 0 and measured["scan"] > 0 and measured["seconds"] > 0
     after = jax.tree.map(np.asarray, placed)                   # the real state is neither donated nor advanced
@@ -76,13 +89,26 @@ def test_chunked_scan_equals_per_step_training(tmp_path):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s_step.params, s_scan.params)
 
 
+def test_unrolled_chunks_equal_per_step_training(tmp_path):
+    # 10 steps an epoch: unrolled chunks of 5; checkpoint_every=3 cuts them into 3+2+1+3+1 and 2+3+...: the
+    # result must not depend on where the chunks end (each length compiles its own unrolled program).
+    x, y = toy_data(160)
+    kw = dict(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=16, progress=False, seed=4)
+    s_step, h_step = fit(TinyCNN(dropout=0.2), (x, y), loop="step", **kw)
+    s_unr, h_unr = fit(TinyCNN(dropout=0.2), (x, y), loop="unroll", checkpoint_dir=str(tmp_path),
+                       checkpoint_every=3, **kw)
+    assert loop_choice.unroll_steps(10) == 5
+    np.testing.assert_allclose(h_unr["loss"], h_step["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s_step.params, s_unr.params)
+
+
 def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path, capsys):
     x, y = toy_data(160)
     kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=1, checkpoint_dir=str(tmp_path))
     fit(TinyCNN(), (x, y), epochs=1, loop="auto", **kw)
     out = capsys.readouterr().out
     assert "fit: loop='auto' measured" in out and "images/s in scan chunks" in out
-    chosen = "scan" if "using 'scan'" in out else "step"
+    chosen = next(f for f in loop_choice.FORMS if f"using {f!r}" in out)
     ckpt = Checkpointer(str(tmp_path))
     assert ckpt.read_meta()["loop"] == chosen
     ckpt.close()

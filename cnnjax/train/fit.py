@@ -5,10 +5,12 @@ the epoch uses rows ``perm_e[t*B:(t+1)*B]`` (the last N mod B rows of each epoch
 only on (seed, epoch), so a resumed run and every parallel mode see exactly the same global batches.
 
 Loop form (`loop`): ``"scan"`` runs chunks of steps (`loop_choice.chunk_steps`: up to 100, the same length
-each) as one jitted ``lax.scan`` over the stacked batches; ``"step"`` dispatches one jitted step per batch.
-``"auto"`` measures both on copies of the state before training and keeps the faster (`loop_choice.py`): on
-accelerators the scan removes the per-step dispatch, while on XLA:CPU a scan whose body holds convolutions can
-run much slower than separate steps (jax-ml/jax#12868), and which one wins depends on the model. The choice is
+each) as one jitted ``lax.scan`` over the stacked batches; ``"unroll"`` runs short chunks
+(`loop_choice.unroll_steps`: up to 8) with the steps unrolled in one jitted program; ``"step"`` dispatches one
+jitted step per batch. ``"auto"`` measures the three on copies of the state before training and keeps the
+fastest (`loop_choice.py`): on accelerators the scan removes the per-step dispatch, while on XLA:CPU a scan
+whose body holds convolutions can run much slower than separate steps (jax-ml/jax#12868) and an unrolled chunk
+faster, and which one wins depends on the model. The choice is
 printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. Chunks also end at
 multiples of `checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same
 chunks as an uninterrupted one: resumption is bit-for-bit on CPU.
@@ -37,7 +39,7 @@ from .optim import make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
 from .state import create_state
 
-LOOPS = ("auto", "scan", "step")
+LOOPS = ("auto", "scan", "step", "unroll")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -220,7 +222,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         loop = _auto_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
                           steps_per_epoch=steps_per_epoch, saved=saved_meta.get("loop"),
                           progress=progress)
-    chunk = loop_choice.chunk_steps(steps_per_epoch)
+    chunk = (loop_choice.unroll_steps if loop == "unroll" else loop_choice.chunk_steps)(steps_per_epoch)
+    train_chunk = strategy.train_unrolled if loop == "unroll" else strategy.train_chunk
 
     def save(step_now, partial_now):
         ckpt.save(step_now, strategy.canonical(placed),
@@ -261,14 +264,14 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
             if checkpoint_every is not None:
                 end = min(end, (step // checkpoint_every + 1) * checkpoint_every - epoch * steps_per_epoch)
             pending = []   # (first_step, metrics)
-            if loop == "scan":
+            if loop in ("scan", "unroll"):
                 start = pos
                 while start < end:
                     stop = min(end, (start // chunk + 1) * chunk)
                     rows = order[start * batch_size:stop * batch_size]
                     x = images[rows].reshape(stop - start, batch_size, *images.shape[1:])
                     y = labels[rows].reshape(stop - start, batch_size)
-                    placed, m = strategy.train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
+                    placed, m = train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
                     pending.append((step + start - pos, m))
                     if stop < end:
                         loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
@@ -319,7 +322,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
 
 def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_epoch, saved, progress) -> str:
     """`loop="auto"`: the form a resumed run used, else the faster one measured on batches of epoch 0."""
-    if saved in ("scan", "step"):
+    if saved in loop_choice.FORMS:
         return saved
     if steps_per_epoch <= loop_choice.PROBE_STEPS:
         return "step"
@@ -329,10 +332,13 @@ def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_
         rows = order[i * batch_size:(i + 1) * batch_size]
         return images[rows], labels[rows]
 
-    measured = loop_choice.measure_loops(strategy, placed, batch, batch_size=batch_size)
+    unroll = loop_choice.unroll_steps(steps_per_epoch)
+    measured = loop_choice.measure_loops(strategy, placed, batch, batch_size=batch_size,
+                                         unroll=unroll if steps_per_epoch > unroll else None)
     choice = loop_choice.choose(measured)
     if progress:
-        print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in scan chunks and "
+        extra = f", {measured['unroll']:,.0f} in unrolled chunks of {unroll}" if "unroll" in measured else ""
+        print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in scan chunks{extra} and "
               f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
               f"using {choice!r}.", flush=True)
     return choice

@@ -1,15 +1,17 @@
 """Which loop form trains fastest on this machine: measured at the start of `fit(loop="auto")`, not assumed.
 
-The two forms compute the same steps: ``"step"`` dispatches one jitted step per batch; ``"scan"`` runs a chunk
-of steps in one jitted ``lax.scan``. Which is faster depends on the backend and on the model: on GPU/TPU the scan
-removes the per-step dispatch and host work (the anchors in ../shared/anchors/RESULTS.md: 336k vs 27.7k
-images/s on an H100); on XLA:CPU it removed a fixed per-step cost for the lecture's ``mnist_cnn`` (5,222 vs
-2,689 images/s, experiments/SPEED.md), but a scan whose body holds XLA convolutions takes a slow path there
-(jax-ml/jax#12868: 6.5-7x slower for the Flax example CNN). So :func:`measure_loops` times both on copies of
-the training state, with real batches of the run, and :func:`choose` keeps the faster one.
+The three forms compute the same steps: ``"step"`` dispatches one jitted step per batch; ``"scan"`` runs a
+chunk of steps in one jitted ``lax.scan``; ``"unroll"`` runs a short chunk (:func:`unroll_steps`, <= 8) as one
+jitted program with the steps unrolled, no while loop. Which is fastest depends on the backend and on the
+model: on GPU/TPU the scan removes the per-step dispatch and host work (the anchors in
+../shared/anchors/RESULTS.md: 336k vs 27.7k images/s on an H100); on XLA:CPU it removed a fixed per-step cost
+for the lecture's ``mnist_cnn``, but a scan whose body holds XLA convolutions takes a slow path there
+(jax-ml/jax#12868: 6.5-7x slower for the Flax example CNN), while the unrolled chunk of that model ran 1.3x the
+per-step loop (experiments/SPEED.md). So :func:`measure_loops` times each form on copies of the training state,
+with real batches of the run, and :func:`choose` keeps the fastest.
 
-Cost: one compilation of each form (the step's is reused by a "step" run) plus ``probe_steps`` steps of each
-form after its warm-up call; the training state itself is not touched.
+Cost: one compilation of each form (the step's, and the unrolled chunk's at the run's length, are reused by the
+run) plus a few steps of each after its warm-up call; the training state itself is not touched.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "choose", "chunk_steps", "PROBE_STEPS"]
+__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "PROBE_STEPS", "FORMS"]
+
+FORMS = ("step", "scan", "unroll")
 
 PROBE_STEPS = 4          # timed steps per form; the scan probe is one call of this many steps
 
@@ -30,14 +34,16 @@ def _fresh(placed):
 
 
 def measure_loops(strategy, placed, batches: Callable[[int], tuple], *, batch_size: int,
-                  probe_steps: int = PROBE_STEPS) -> dict:
+                  probe_steps: int = PROBE_STEPS, unroll: int | None = None) -> dict:
     """Training images/s of each loop form on this machine, measured on copies of `placed`.
 
-    batches(i) -> (images, labels) of probe batch i (numpy, one batch); batches 0..probe_steps are used.
-    Returns ``{"step": img/s, "scan": img/s, "seconds": total wall time of the probe}``.
+    batches(i) -> (images, labels) of probe batch i (numpy, one batch); batches 0..max(probe_steps, unroll)
+    are used. `unroll`: the unrolled chunk's length (that of the run, so its compilation is reused); None: not
+    measured (nor where the strategy has no unrolled form).
+    Returns ``{"step": img/s, "scan": img/s[, "unroll": img/s], "seconds": total wall time of the probe}``.
     """
     t_begin = time.perf_counter()
-    data = [batches(i) for i in range(probe_steps + 1)]
+    data = [batches(i) for i in range(max(probe_steps, unroll or 0) + 1)]
 
     state = _fresh(placed)
     state, m = strategy.train_step(state, *strategy.place_batch(*data[0]))      # compile + warm up
@@ -49,21 +55,41 @@ def measure_loops(strategy, placed, batches: Callable[[int], tuple], *, batch_si
     step_s = (time.perf_counter() - t0) / probe_steps
     del state
 
-    stacked = tuple(np.stack([d[k] for d in data[1:]]) for k in (0, 1))
+    out = {"step": batch_size / step_s, "scan": batch_size / _time_chunk(strategy.train_chunk, strategy, placed,
+                                                                          data[1:probe_steps + 1])}
+    if unroll and getattr(strategy, "train_unrolled", None) is not None:
+        out["unroll"] = batch_size / _time_chunk(strategy.train_unrolled, strategy, placed, data[1:unroll + 1])
+    out["seconds"] = time.perf_counter() - t_begin
+    return out
+
+
+def _time_chunk(fn, strategy, placed, data) -> float:
+    """Seconds per step of one call of the chunk form `fn` on `data` (after a compile + warm-up call)."""
+    stacked = tuple(np.stack([d[k] for d in data]) for k in (0, 1))
     state = _fresh(placed)
-    state, m = strategy.train_chunk(state, *strategy.place_batch(*stacked, stacked=True))   # compile + warm up
+    state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))      # compile + warm up
     jax.block_until_ready(m)
     t0 = time.perf_counter()
-    state, m = strategy.train_chunk(state, *strategy.place_batch(*stacked, stacked=True))
+    state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))
     jax.block_until_ready(m)
-    scan_s = (time.perf_counter() - t0) / probe_steps
-    del state
-    return {"step": batch_size / step_s, "scan": batch_size / scan_s, "seconds": time.perf_counter() - t_begin}
+    return (time.perf_counter() - t0) / len(data)
 
 
 def choose(measured: dict) -> str:
-    """The faster form; a tie (within 5%) goes to "step", which compiles once and reports progress per step."""
-    return "scan" if measured["scan"] > 1.05 * measured["step"] else "step"
+    """The fastest form, where ties (within 5%) go to "step" (compiles once, reports progress per step) before
+    "scan" (compiles in constant time, long chunks) before "unroll"."""
+    best = "step"
+    for form in ("scan", "unroll"):
+        if form in measured and measured[form] > 1.05 * measured[best]:
+            best = form
+    return best
+
+
+def unroll_steps(steps_per_epoch: int) -> int:
+    """Steps per unrolled call: the largest divisor of `steps_per_epoch` up to 8 if it is at least 4 (468 -> 6),
+    else 8 with one shorter call at each epoch's end. Compilation time grows with the length; 8 kept the Flax
+    example CNN's under 5 s on the 2-core CPU."""
+    return chunk_steps(steps_per_epoch, most=8, fewest=4)
 
 
 def chunk_steps(steps_per_epoch: int, *, most: int = 100, fewest: int = 20) -> int:

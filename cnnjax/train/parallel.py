@@ -40,6 +40,7 @@ class Strategy:
     canonical: Callable                  # placed state -> one copy (for checkpoints and the caller)
     place_batch: Callable                # (*numpy arrays [B..] or [K,B..], stacked=bool) -> placed arrays
     note: str = ""
+    train_unrolled: Callable | None = None   # as train_chunk, with the K steps unrolled (no while loop)
 
 
 def _first(tree):
@@ -67,7 +68,8 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
         put = lambda *xs, stacked=False: tuple(jax.device_put(x, device) for x in xs)  # noqa: E731
         return Strategy("none", 1, jax.jit(step, donate_argnums=0),
                         jax.jit(make_train_chunk(step), donate_argnums=0), jax.jit(ev),
-                        lambda s: jax.device_put(s, device), lambda s: s, put)
+                        lambda s: jax.device_put(s, device), lambda s: s, put,
+                        train_unrolled=jax.jit(make_train_chunk(step, unroll=True), donate_argnums=0))
     if kind == "pmap":
         return _pmap_strategy(model, tx, kw)
     return _shard_strategy(model, tx, kw)
@@ -102,12 +104,14 @@ def _pmap_strategy(model, tx, kw) -> Strategy:
 
     pstep = jax.pmap(step, axis_name="data", donate_argnums=0)
     pchunk = jax.pmap(make_train_chunk(step), axis_name="data", donate_argnums=0)
+    punrolled = jax.pmap(make_train_chunk(step, unroll=True), axis_name="data", donate_argnums=0)
     peval = jax.pmap(ev, axis_name="data")
     note = ("note: --parallel pmap with a single device runs like parallel='none' (no data parallelism)"
             if n == 1 else "")
     return Strategy("pmap", n, lambda s, x, y: _unstack_metrics(pstep(s, x, y)),
                     lambda s, x, y: _unstack_metrics(pchunk(s, x, y)),
-                    lambda *a: _first(peval(*a)), place_state, _first, place_batch, note)
+                    lambda *a: _first(peval(*a)), place_state, _first, place_batch, note,
+                    train_unrolled=lambda s, x, y: _unstack_metrics(punrolled(s, x, y)))
 
 
 def _unstack_metrics(out):
@@ -137,7 +141,9 @@ def _shard_strategy(model, tx, kw) -> Strategy:
     return Strategy("shard", len(jax.devices()),
                     jax.jit(step, donate_argnums=0, out_shardings=replicated),
                     jax.jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
-                    jax.jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch)
+                    jax.jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch,
+                    train_unrolled=jax.jit(make_train_chunk(step, unroll=True), donate_argnums=0,
+                                           out_shardings=replicated))
 
 
 def warn_note(strategy: Strategy) -> None:

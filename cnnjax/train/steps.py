@@ -78,10 +78,11 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
     return train_step
 
 
-def make_train_chunk(train_step: Callable) -> Callable:
-    """``chunk(state, images[K,B,...], labels[K,B]) -> (state, metrics[K])``: K steps in one `lax.scan`."""
+def make_train_chunk(train_step: Callable, *, unroll: bool = False) -> Callable:
+    """``chunk(state, images[K,B,...], labels[K,B]) -> (state, metrics[K])``: K steps in one `lax.scan`;
+    ``unroll=True`` unrolls it fully (K copies of the step in one program, no while loop)."""
     def chunk(state, images, labels):
-        return lax.scan(lambda s, batch: train_step(s, *batch), state, (images, labels))
+        return lax.scan(lambda s, batch: train_step(s, *batch), state, (images, labels), unroll=unroll)
     return chunk
 
 
