@@ -114,3 +114,25 @@ def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path
     ckpt.close()
     fit(TinyCNN(), (x, y), epochs=2, loop="auto", resume=True, **kw)
     assert "measured" not in capsys.readouterr().out            # no second measurement on resume
+
+
+def test_a_clearly_slow_chunk_form_is_called_once(monkeypatch):
+    """A chunk form whose warm-up call (less the compile allowance) is already 3x slower than per-step training
+    is not called again: the probe of a pathological scan costs one call, not two."""
+    monkeypatch.setattr(loop_choice, "COMPILE_ALLOWANCE_S", 0.0)
+    model, tx = TinyCNN(), optax.adam(1e-2)
+    x, y = toy_data(96)
+    calls = []
+
+    class Counting(_Slowed):
+        def train_chunk(self, state, images, labels):
+            calls.append(images.shape[0])
+            time.sleep(0.3 * images.shape[0])                   # far slower than a TinyCNN step
+            return self._s.train_chunk(state, images, labels)
+
+    strategy = Counting(make_strategy("none", model, tx), "")
+    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
+    measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
+                                         batch_size=16)
+    assert calls == [loop_choice.SCAN_PROBE_STEPS]
+    assert loop_choice.choose(measured) == "step" and measured["scan"] < measured["step"] / 3

@@ -11,7 +11,8 @@ per-step loop (experiments/SPEED.md). So :func:`measure_loops` times each form o
 with real batches of the run, and :func:`choose` keeps the fastest.
 
 Cost: one compilation of each form (the step's, and the unrolled chunk's at the run's length, are reused by the
-run) plus a few steps of each after its warm-up call; the training state itself is not touched.
+run) plus a few steps of each after its warm-up call (a form whose warm-up call already shows it 3x slower than
+per-step training is not run again); the training state itself is not touched.
 """
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "PROBE_STEPS", "FORMS"]
+__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "PROBE_STEPS", "SCAN_PROBE_STEPS", "FORMS"]
 
 FORMS = ("step", "scan", "unroll")
 
-PROBE_STEPS = 4          # timed steps per form; the scan probe is one call of this many steps
+PROBE_STEPS = 4          # timed steps of the per-step form
+SCAN_PROBE_STEPS = 2     # steps of the scan probe's call (a slow scan costs its warm-up call at most twice this)
+COMPILE_ALLOWANCE_S = 10.0   # what a warm-up call may spend compiling before its run counts as slow
 
 
 def _fresh(placed):
@@ -55,20 +58,32 @@ def measure_loops(strategy, placed, batches: Callable[[int], tuple], *, batch_si
     step_s = (time.perf_counter() - t0) / probe_steps
     del state
 
-    out = {"step": batch_size / step_s, "scan": batch_size / _time_chunk(strategy.train_chunk, strategy, placed,
-                                                                          data[1:probe_steps + 1])}
+    scan_steps = min(probe_steps, SCAN_PROBE_STEPS)
+    out = {"step": batch_size / step_s,
+           "scan": batch_size / _time_chunk(strategy.train_chunk, strategy, placed, data[1:scan_steps + 1], step_s)}
     if unroll and getattr(strategy, "train_unrolled", None) is not None:
-        out["unroll"] = batch_size / _time_chunk(strategy.train_unrolled, strategy, placed, data[1:unroll + 1])
+        out["unroll"] = batch_size / _time_chunk(strategy.train_unrolled, strategy, placed, data[1:unroll + 1],
+                                                 step_s)
     out["seconds"] = time.perf_counter() - t_begin
     return out
 
 
-def _time_chunk(fn, strategy, placed, data) -> float:
-    """Seconds per step of one call of the chunk form `fn` on `data` (after a compile + warm-up call)."""
+def _time_chunk(fn, strategy, placed, data, step_s) -> float:
+    """Seconds per step of the chunk form `fn` on `data`: one compile + warm-up call, then one timed call.
+
+    When the warm-up call, less COMPILE_ALLOWANCE_S for its compilation, already took over 3x what the per-step
+    form (`step_s` a step) needs for these steps, the form cannot win and its second call is skipped: the
+    figure returned is then that bound (XLA:CPU's slow scans of convolutions, e.g. ResNet-20's ~50x, would
+    otherwise cost minutes).
+    """
     stacked = tuple(np.stack([d[k] for d in data]) for k in (0, 1))
     state = _fresh(placed)
+    t0 = time.perf_counter()
     state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))      # compile + warm up
     jax.block_until_ready(m)
+    run_bound = time.perf_counter() - t0 - COMPILE_ALLOWANCE_S
+    if run_bound > 3 * step_s * len(data):
+        return run_bound / len(data)
     t0 = time.perf_counter()
     state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))
     jax.block_until_ready(m)
