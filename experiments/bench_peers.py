@@ -38,6 +38,9 @@ SPECS = {
                      optimizer=("sgd", 0.1)),
     "flax_plain": dict(layers=[l for l in _FLAX_BODY if l[0] not in ("bn", "dropout")], input_shape=(28, 28, 1),
                        dataset="mnist", init="lecun", optimizer=("sgd", 0.1)),
+    # The zoo's ResNet-20 (cnnjax.models.resnet; layers=None: no linen spec): He et al.'s CIFAR-10 net, option-A
+    # shortcuts, BN momentum 0.9, SGD 0.1 momentum 0.9. Its torch peer is torch_resnet20().
+    "resnet20": dict(layers=None, input_shape=(32, 32, 3), dataset="cifar10", init="he", optimizer=("sgd", 0.1)),
 }
 SPECS_BY_DATASET = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 BN_MOMENTUM, BN_EPSILON, SGD_MOMENTUM = 0.99, 1e-5, 0.9
@@ -127,6 +130,9 @@ class LinenLoop:
     numpy batches from the host (``x / 255``), returning the loss and accuracy of the batch."""
 
     def __init__(self, name, seed=0):
+        if SPECS[name]["layers"] is None:
+            raise ValueError(f"LinenLoop: {name} has no flax.linen spec here (its cnnjax form is the zoo's "
+                             "model); compare it with cnnjax and torch rows only.")
         spec = SPECS[name]
         self.model = LinenSpecModel(tuple(spec["layers"]), spec["init"])
         self.tx = optimizer(spec)
@@ -183,10 +189,58 @@ class LinenLoop:
 
 # --- PyTorch ----------------------------------------------------------------------------------------------------
 
+def torch_resnet20():
+    """ResNet-20 (He et al. 2016, CIFAR-10) in PyTorch, the same network as ``cnnjax.models.resnet20``: 3x3
+    convs without bias + BatchNorm (momentum 0.9, eps 1e-5) + ReLU, three stages of 3 basic blocks (16, 32, 64
+    filters; stride 2 at the first block of stages 2 and 3), option-A shortcuts (subsample, zero-pad channels),
+    global average pooling, Dense 10; He-normal kernels. Same parameter count (269,722) and FLOPs; the only
+    difference is where a stride-2 3x3 conv pads (PyTorch 1 on each side, TensorFlow's SAME 0 before and 1
+    after), which moves the sampled grid by a pixel and changes no cost."""
+    import torch
+    from torch import nn as tnn
+
+    class Block(tnn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(c_out, momentum=0.1, eps=1e-5)
+            self.conv2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(c_out, momentum=0.1, eps=1e-5)
+            self.stride, self.extra = stride, c_out - c_in
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            if self.stride > 1 or self.extra:
+                x = tnn.functional.pad(x[:, :, ::self.stride, ::self.stride],
+                                       (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+            return torch.relu(y + x)
+
+    layers = [tnn.Conv2d(3, 16, 3, 1, 1, bias=False), tnn.BatchNorm2d(16, momentum=0.1, eps=1e-5), tnn.ReLU()]
+    c = 16
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(3):
+            layers.append(Block(c, width, 2 if stage > 0 and block == 0 else 1))
+            c = width
+    layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10)]
+    model = tnn.Sequential(*layers)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, tnn.Conv2d):
+                tnn.init.trunc_normal_(m.weight, std=1.0, a=-2.0, b=2.0)   # He normal as Flax: truncated
+                m.weight.mul_(math.sqrt(2.0 / m.weight[0].numel()) / 0.87962566103423978)
+            elif isinstance(m, tnn.Linear):
+                tnn.init.xavier_uniform_(m.weight)
+                tnn.init.zeros_(m.bias)
+    return model
+
+
 def torch_model(name):
     """The spec as a torch.nn.Sequential (NCHW), initialised like the Flax/cnnjax models."""
     import torch
     from torch import nn as tnn
+    if name == "resnet20":
+        return torch_resnet20()
     spec = SPECS[name]
     h, w, c = spec["input_shape"]
     mods = []

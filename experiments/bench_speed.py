@@ -116,11 +116,16 @@ def train_flops_per_image(model_name):
     """Training FLOPs per image (3 x forward) of the linen form of the model, counted at batch 1."""
     import jax
     import jax.numpy as jnp
+    from cnnjax.functional import plain_lax
     spec = bench_peers.SPECS[model_name]
-    model = bench_peers.LinenSpecModel(tuple(spec["layers"]), spec["init"])
+    if spec["layers"] is None:     # a zoo model: its cnnjax form, traced with the plain lax ops (one branch)
+        model = bench_peers.cnnjax_model(model_name)
+    else:
+        model = bench_peers.LinenSpecModel(tuple(spec["layers"]), spec["init"])
     x = jnp.zeros((1, *spec["input_shape"]), jnp.float32)
-    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
-    return 3 * forward_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
+    with plain_lax():
+        variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+        return 3 * forward_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
 
 
 def matmul_ceiling(n=8192, repeats=10):
@@ -488,7 +493,8 @@ def rows_for(a, backend):
     for model in a.models:
         for fw in a.frameworks:
             modes = table[fw] if a.modes is None else [m for m in a.modes if _mode_ok(fw, m)]
-            if fw == "torch" and _version("torch") is None:
+            if (fw == "torch" and _version("torch") is None) or (
+                    fw == "linen" and bench_peers.SPECS[model]["layers"] is None):
                 continue
             rows += [f"{fw}:{model}:{m}" for m in modes]
     return rows
@@ -496,7 +502,7 @@ def rows_for(a, backend):
 
 def _mode_ok(fw, mode):
     if fw == "cnnjax":
-        return mode.split("-")[0].rstrip("0123456789") in ("step", "scan", "unroll")
+        return mode.split("-")[0].rstrip("0123456789") in ("fit", "step", "scan", "unroll")
     return mode in (["host"] if fw == "linen" else ["eager", "compile", "compile-ro"])
 
 

@@ -71,3 +71,15 @@ def test_row_environment_is_the_same_for_every_framework(bench, monkeypatch):
     assert all(keep[k] == v for k, v in ENVIRONMENT.items())
     default = bench.row_environment("default")
     assert not set(ENVIRONMENT) & set(default) and default["CNNJAX_KEEP_FREED_MEMORY"] == "0"
+
+
+def test_resnet20_flops_and_torch_peer(bench):
+    # forward multiply-adds of ResNet-20 by hand: stem, 3 stages of 3 blocks (2 convs each), dense
+    macs = (_conv_macs(32, 32, 3, 3, 16) + 6 * _conv_macs(32, 32, 3, 16, 16)
+            + _conv_macs(16, 16, 3, 16, 32) + 5 * _conv_macs(16, 16, 3, 32, 32)
+            + _conv_macs(8, 8, 3, 32, 64) + 5 * _conv_macs(8, 8, 3, 64, 64) + 64 * 10)
+    assert bench.train_flops_per_image("resnet20") == 6 * macs          # 243.3 MFLOP
+    torch = pytest.importorskip("torch")
+    model = bench.bench_peers.torch_resnet20()
+    assert sum(p.numel() for p in model.parameters()) == 269_722     # cnnjax.models.resnet20's count
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
