@@ -16,20 +16,26 @@ from cnnjax.functional import conv_impl, pool_impl
 from cnnjax.testing import reference, strategies as cst
 
 
-@settings(max_examples=12, deadline=None)
-@given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
-def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
-    fmt = cfg["data_format"]
+def _case(cfg, seed, strides=None):
+    """(x, k, kwargs of the conv_impl forms, data format, lhs/rhs/out layout names) for a drawn config."""
     n = len(cfg["kernel_shape"]) - 2
-    _, pairs, strides, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], cfg["strides"],
-                                                         cfg["padding"], cfg["dilation"], 1, fmt, fn="test")
+    _, pairs, strides, dilation, fmt = shapes.conv_pairs(
+        cfg["input_shape"], cfg["kernel_shape"], cfg["strides"] if strides is None else strides, cfg["padding"],
+        cfg["dilation"], 1, cfg["data_format"], fn="test")
     lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
     rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
     k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
     kw = dict(strides=strides, padding=pairs, dilation=dilation, precision="highest")
-    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=(lhs, rhs, lhs), **kw)
+    return x, k, kw, fmt, (lhs, rhs, lhs)
+
+
+@settings(max_examples=12, deadline=None)
+@given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
+def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
+    x, k, kw, fmt, dims = _case(cfg, seed)
+    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=dims, **kw)
     col = lambda x, k: conv_impl.conv_im2col(x, k, channels_last=fmt == "channels_last", **kw)
     np.testing.assert_allclose(col(x, k), xla(x, k), rtol=1e-5, atol=1e-5)
     loss = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))(x, k)
@@ -42,17 +48,8 @@ def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
 def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
     """The custom-VJP im2col form (XLA:CPU's first-layer conv) against plain lax: values, first and second
     reverse-mode derivatives, every layout, stride, dilation and padding the strategy draws."""
-    fmt = cfg["data_format"]
-    n = len(cfg["kernel_shape"]) - 2
-    _, pairs, strides, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], cfg["strides"],
-                                                         cfg["padding"], cfg["dilation"], 1, fmt, fn="test")
-    lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
-    rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
-    k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
-    kw = dict(strides=strides, padding=pairs, dilation=dilation, precision="highest")
-    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=(lhs, rhs, lhs), **kw)
+    x, k, kw, fmt, dims = _case(cfg, seed)
+    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=dims, **kw)
     vjp = lambda x, k: conv_impl.conv_im2col_vjp(x, k, channels_last=fmt == "channels_last", **kw)
     np.testing.assert_allclose(vjp(x, k), xla(x, k), rtol=1e-5, atol=1e-5)
     grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
@@ -68,17 +65,8 @@ def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
 def test_tap_grad_equals_xla_conv_values_and_gradients(cfg, seed):
     """The tap-gradient form (XLA:CPU's deeper stride-1 convs) against plain lax: values and first and second
     reverse-mode derivatives, for every layout, dilation and padding the strategy draws (strides set to 1)."""
-    fmt = cfg["data_format"]
-    n = len(cfg["kernel_shape"]) - 2
-    _, pairs, _, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], 1, cfg["padding"],
-                                                   cfg["dilation"], 1, fmt, fn="test")
-    lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
-    rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
-    k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
-    kw = dict(strides=(1,) * n, padding=pairs, dilation=dilation, precision="highest",
-              dimension_numbers=(lhs, rhs, lhs))
+    x, k, kw, _, dims = _case(cfg, seed, strides=1)
+    kw = dict(kw, dimension_numbers=dims)
     xla = lambda x, k: conv_impl.conv_xla(x, k, **kw)
     taps = lambda x, k: conv_impl.conv_tap_grad(x, k, **kw)
     np.testing.assert_array_equal(taps(x, k), xla(x, k))        # the forward pass is XLA's own

@@ -77,29 +77,20 @@ def test_measure_loops_finds_the_faster_form_and_leaves_the_state_alone(slow, ex
     jax.tree.map(np.testing.assert_array_equal, before, after)
 
 
-def test_chunked_scan_equals_per_step_training(tmp_path):
-    # 10 steps an epoch in one chunk; checkpoint_every=3 splits the epochs into 3+3+3+1 and 2+3+3+2 steps:
-    # where the chunks end must not change the result.
+@pytest.mark.parametrize("loop", ["scan", "unroll"])
+def test_chunked_loops_equal_per_step_training(tmp_path, loop):
+    # 10 steps an epoch: one scan chunk of 10, or unrolled chunks of 5; checkpoint_every=3 cuts the epochs into
+    # shorter chunks (scan 3+3+3+1 and 2+3+3+2; each unrolled length compiles its own program): where the chunks
+    # end must not change the result.
     x, y = toy_data(160)
     kw = dict(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=16, progress=False, seed=4)
     s_step, h_step = fit(TinyCNN(dropout=0.2), (x, y), loop="step", **kw)
-    s_scan, h_scan = fit(TinyCNN(dropout=0.2), (x, y), loop="scan", checkpoint_dir=str(tmp_path),
-                         checkpoint_every=3, **kw)
-    np.testing.assert_allclose(h_scan["loss"], h_step["loss"], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s_step.params, s_scan.params)
-
-
-def test_unrolled_chunks_equal_per_step_training(tmp_path):
-    # 10 steps an epoch: unrolled chunks of 5; checkpoint_every=3 cuts them into 3+2+1+3+1 and 2+3+...: the
-    # result must not depend on where the chunks end (each length compiles its own unrolled program).
-    x, y = toy_data(160)
-    kw = dict(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=16, progress=False, seed=4)
-    s_step, h_step = fit(TinyCNN(dropout=0.2), (x, y), loop="step", **kw)
-    s_unr, h_unr = fit(TinyCNN(dropout=0.2), (x, y), loop="unroll", checkpoint_dir=str(tmp_path),
-                       checkpoint_every=3, **kw)
-    assert loop_choice.unroll_steps(10) == 5
-    np.testing.assert_allclose(h_unr["loss"], h_step["loss"], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s_step.params, s_unr.params)
+    s_chunk, h_chunk = fit(TinyCNN(dropout=0.2), (x, y), loop=loop, checkpoint_dir=str(tmp_path),
+                           checkpoint_every=3, **kw)
+    assert (loop_choice.chunk_steps(10), loop_choice.unroll_steps(10)) == (10, 5)
+    np.testing.assert_allclose(h_chunk["loss"], h_step["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), s_step.params,
+                 s_chunk.params)
 
 
 def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path, capsys):

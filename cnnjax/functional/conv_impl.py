@@ -93,13 +93,9 @@ def _patches(x, ksize, strides, padding, dilation):
     return slices[0] if len(slices) == 1 else lax.concatenate(slices, x.ndim - 1)
 
 
-def conv_im2col_vjp(x, kernel, *, strides, padding, dilation, channels_last=True, precision=None):
-    """:func:`conv_im2col` with a custom VJP: the kernel gradient is ``dot_general(P, dy)`` over the batch and
-    output axes (the patch matrix first; see the module docstring), the input gradient JAX's transpose of
-    :func:`conv_im2col`. Same arguments and values; reverse mode to any order, no forward mode."""
-    plain = lambda x, k: conv_im2col(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
-                                     channels_last=channels_last, precision=precision)
-
+def _with_kernel_grad(plain, kernel_grad, channels_last):
+    """``plain(x, k)`` with a custom VJP: the input gradient is JAX's transpose of ``plain``, the kernel gradient
+    ``kernel_grad(x, dy, k)`` on channels-last ``x`` and ``dy``."""
     @jax.custom_vjp
     def f(x, k):
         return plain(x, k)
@@ -112,13 +108,25 @@ def conv_im2col_vjp(x, kernel, *, strides, padding, dilation, channels_last=True
         (dx,) = jax.linear_transpose(lambda x_: plain(x_, k), x)(dy)
         if not channels_last:
             x, dy = jnp.moveaxis(x, 1, -1), jnp.moveaxis(dy, 1, -1)
-        patches = _patches(x, k.shape[:-2], strides, padding, dilation)
-        axes = tuple(range(x.ndim - 1))                                    # batch and output axes
-        dk = lax.dot_general(patches, dy, ((axes, axes), ((), ())), precision=precision)
-        return dx, dk.reshape(k.shape).astype(k.dtype)
+        return dx, kernel_grad(x, dy, k).astype(k.dtype)
 
     f.defvjp(fwd, bwd)
-    return f(x, kernel)
+    return f
+
+
+def conv_im2col_vjp(x, kernel, *, strides, padding, dilation, channels_last=True, precision=None):
+    """:func:`conv_im2col` with a custom VJP: the kernel gradient is ``dot_general(P, dy)`` over the batch and
+    output axes (the patch matrix first; see the module docstring), the input gradient JAX's transpose of
+    :func:`conv_im2col`. Same arguments and values; reverse mode to any order, no forward mode."""
+    plain = lambda x, k: conv_im2col(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
+                                     channels_last=channels_last, precision=precision)
+
+    def kernel_grad(x, dy, k):
+        patches = _patches(x, k.shape[:-2], strides, padding, dilation)
+        axes = tuple(range(x.ndim - 1))                                    # batch and output axes
+        return lax.dot_general(patches, dy, ((axes, axes), ((), ())), precision=precision).reshape(k.shape)
+
+    return _with_kernel_grad(plain, kernel_grad, channels_last)(x, kernel)
 
 
 def conv_tap_grad(x, kernel, *, strides, padding, dilation, dimension_numbers, precision=None):
@@ -130,36 +138,22 @@ def conv_tap_grad(x, kernel, *, strides, padding, dilation, dimension_numbers, p
     transposed operand and ``dy`` used as it comes. A ``jax.custom_vjp``: reverse mode to any order, no forward
     mode (see :func:`cnnjax.functional.plain_lax`).
     """
-    channels_last = dimension_numbers[0][-1] == "C"
-    xla = lambda x, k: conv_xla(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
-                                dimension_numbers=dimension_numbers, precision=precision)
-    ksize = kernel.shape[:-2]
+    plain = lambda x, k: conv_xla(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
+                                  dimension_numbers=dimension_numbers, precision=precision)
 
-    @jax.custom_vjp
-    def f(x, k):
-        return xla(x, k)
-
-    def fwd(x, k):
-        return xla(x, k), (x, k)
-
-    def bwd(res, dy):
-        x, k = res
-        (dx,) = jax.linear_transpose(lambda x_: xla(x_, k), x)(dy)
-        if not channels_last:
-            x, dy = jnp.moveaxis(x, 1, -1), jnp.moveaxis(dy, 1, -1)
+    def kernel_grad(x, dy, k):
         xt = jnp.moveaxis(x, -1, 0)                                                   # (C, N, *sizes)
         xt = lax.pad(xt, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0), *[(lo, hi, 0) for lo, hi in padding]])
         out = dy.shape[1:-1]
         contract = ((tuple(range(1, x.ndim)), tuple(range(x.ndim - 1))), ((), ()))   # (N, *out) of both
         taps = []
-        for offset in itertools.product(*(range(j) for j in ksize)):
+        for offset in itertools.product(*(range(j) for j in k.shape[:-2])):
             start = [0, 0, *(j * d for j, d in zip(offset, dilation))]
             limit = [xt.shape[0], xt.shape[1], *(j * d + o for j, d, o in zip(offset, dilation, out))]
             taps.append(lax.dot_general(lax.slice(xt, start, limit), dy, contract, precision=precision))
-        return dx, jnp.stack(taps).reshape(k.shape).astype(k.dtype)
+        return jnp.stack(taps).reshape(k.shape)
 
-    f.defvjp(fwd, bwd)
-    return f(x, kernel)
+    return _with_kernel_grad(plain, kernel_grad, dimension_numbers[0][-1] == "C")(x, kernel)
 
 
 def uses_tap_grad(kernel_shape, groups: int, strides) -> bool:
