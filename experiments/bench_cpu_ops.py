@@ -10,8 +10,8 @@ compile+warm-up call, device-synchronised (``block_until_ready``). Implementatio
   ``patches``: ``lax.conv_general_dilated_patches`` then one matmul; ``im2col``: the patches built from
   ``kh*kw`` strided slices concatenated on the channel axis, then one matmul (``cnnjax.functional.conv_impl``);
   ``im2col_vjp``: the same with its custom VJP (kernel gradient ``dot(P, dy)``, what XLA:CPU runs for first
-  layers); ``tap_grad``: the XLA conv with one matrix product per kernel tap as its kernel gradient (what
-  XLA:CPU runs for deeper stride-1 convs).
+  layers); ``split_grad``: the XLA conv with its kernel gradient summed over batch chunks of 8 images (what
+  XLA:CPU runs for the other convs).
 - pool ``reduce_window``: ``lax.reduce_window`` (its max gradient is ``select_and_scatter_add``);
   ``reshape``: non-overlapping 2x2 windows as a reshape and a max/mean over the window axes (its max gradient
   splits ties); ``slices_vjp``: ``cnnjax.functional.pool_impl.window_extreme`` (max of strided slices, gradient
@@ -95,13 +95,13 @@ def conv_im2col_vjp(x, k, pairs):
     return conv_impl.conv_im2col_vjp(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
 
 
-def conv_tap_grad(x, k, pairs):
-    return conv_impl.conv_tap_grad(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv_split_grad(x, k, pairs):
+    return conv_impl.conv_split_grad(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 CONV_IMPLS = {"xla": conv_xla, "xla_nchw": conv_xla_nchw, "patches": conv_patches, "im2col": conv_im2col,
-              "im2col_vjp": conv_im2col_vjp, "tap_grad": conv_tap_grad}
+              "im2col_vjp": conv_im2col_vjp, "split_grad": conv_split_grad}
 
 
 def pool_reduce_window(x, kind):

@@ -21,7 +21,7 @@ def _case(cfg, seed, strides=None):
     n = len(cfg["kernel_shape"]) - 2
     _, pairs, strides, dilation, fmt = shapes.conv_pairs(
         cfg["input_shape"], cfg["kernel_shape"], cfg["strides"] if strides is None else strides, cfg["padding"],
-        cfg["dilation"], 1, cfg["data_format"], fn="test")
+        cfg["dilation"], cfg.get("groups", 1), cfg["data_format"], fn="test")
     lhs = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n] if fmt == "channels_last" else {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
     rhs = {1: "WIO", 2: "HWIO", 3: "DHWIO"}[n]
     rng = np.random.default_rng(seed)
@@ -61,32 +61,35 @@ def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
 
 
 @settings(max_examples=12, deadline=None)
-@given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
-def test_tap_grad_equals_xla_conv_values_and_gradients(cfg, seed):
-    """The tap-gradient form (XLA:CPU's deeper stride-1 convs) against plain lax: values and first and second
-    reverse-mode derivatives, for every layout, dilation and padding the strategy draws (strides set to 1)."""
-    x, k, kw, _, dims = _case(cfg, seed, strides=1)
-    kw = dict(kw, dimension_numbers=dims)
+@given(cst.conv_configs(max_size=7, max_channels=4, grouped=True), st.integers(0, 2**31 - 1), st.integers(1, 3))
+def test_split_grad_equals_xla_conv_values_and_gradients(cfg, seed, chunk):
+    """The split kernel gradient (XLA:CPU's deeper convs) against plain lax: values and first and second
+    reverse-mode derivatives, for every layout, stride, dilation, padding and group count the strategy draws,
+    with batch chunks of 1-3 images (so batches split unevenly too)."""
+    _, _, kw, _, dims = _case(cfg, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4, *cfg["input_shape"][1:])).astype(np.float32)      # a batch of 4: 2+ chunks
+    k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
+    kw = dict(kw, dimension_numbers=dims, groups=cfg["groups"])
     xla = lambda x, k: conv_impl.conv_xla(x, k, **kw)
-    taps = lambda x, k: conv_impl.conv_tap_grad(x, k, **kw)
-    np.testing.assert_array_equal(taps(x, k), xla(x, k))        # the forward pass is XLA's own
+    split = lambda x, k: conv_impl.conv_split_grad(x, k, chunk=chunk, **kw)
+    np.testing.assert_array_equal(split(x, k), xla(x, k))        # the forward pass is XLA's own
     grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
-    for got, want in zip(jax.jit(grads(taps))(x, k), grads(xla)(x, k)):
+    for got, want in zip(jax.jit(grads(split))(x, k), grads(xla)(x, k)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     second = lambda f: jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2))(x)
-    np.testing.assert_allclose(second(taps), second(xla), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(second(split), second(xla), rtol=1e-3, atol=1e-3)
 
 
 def test_cpu_form_choice():
     """Which convolutions take which XLA:CPU form (the measured rules of conv_impl's docstring)."""
     assert conv_impl.uses_im2col((3, 3, 1, 32), 1) and conv_impl.uses_im2col((3, 3, 3, 32), 1)
-    assert not conv_impl.uses_im2col((3, 3, 32, 64), 1)
-    assert conv_impl.uses_tap_grad((3, 3, 32, 64), 1, (1, 1))           # Flax example CNN, mnist_cnn2 conv2
-    assert conv_impl.uses_tap_grad((3, 3, 64, 64), 1, (1, 1))           # ResNet-20 stage 3
-    assert not conv_impl.uses_tap_grad((3, 3, 16, 16), 1, (1, 1))       # ResNet-20 stage 1: XLA's is faster
-    assert not conv_impl.uses_tap_grad((3, 3, 64, 64), 1, (2, 2))       # strided
-    assert not conv_impl.uses_tap_grad((3, 3, 32, 64), 2, (1, 1))       # grouped
-    assert not conv_impl.uses_tap_grad((3, 3, 1, 4096), 1, (1, 1))      # im2col first
+    assert not conv_impl.uses_im2col((3, 3, 32, 64), 1) and not conv_impl.uses_im2col((3, 3, 1, 32), 2)
+    assert conv_impl.uses_split_grad((3, 3, 32, 64), 1, 128)            # Flax example CNN, mnist_cnn2 conv2
+    assert conv_impl.uses_split_grad((3, 3, 16, 16), 1, 128)            # ResNet-20 stage 1
+    assert conv_impl.uses_split_grad((3, 3, 4, 8), 2, 9)                # grouped, strided: any conv
+    assert not conv_impl.uses_split_grad((3, 3, 32, 64), 1, conv_impl.SPLIT_GRAD_CHUNK)   # one chunk
+    assert not conv_impl.uses_split_grad((3, 3, 1, 32), 1, 128)         # im2col first
 
 
 def test_fast_paths_and_forward_mode():
@@ -154,8 +157,8 @@ def test_applies_only_to_plain_windows():
 
 
 @pytest.mark.parametrize("shape,kshape,padding", [((2, 6, 6, 1), (3, 3, 1, 8), "same"),      # im2col form
-                                                  ((2, 6, 5, 32), (3, 3, 32, 64), "same"),   # tap-gradient form
-                                                  ((2, 7, 7, 32), (3, 3, 32, 64), "valid")])
+                                                  ((20, 6, 5, 32), (3, 3, 32, 64), "same"),  # split kernel grad
+                                                  ((19, 7, 7, 16), (3, 3, 16, 8), "valid")])
 def test_dispatched_conv_equals_plain_lax(shape, kshape, padding):
     """F.conv2d as dispatched (its CPU form here) against the same call traced inside plain_lax()."""
     from cnnjax import functional as F

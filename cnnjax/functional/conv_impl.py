@@ -17,21 +17,20 @@ with ``x_pad`` the input padded by ``(lo, hi)`` zeros per spatial axis, and
   matrix product puts ``dy`` first, and XLA:CPU then writes ``dy`` transposed inside the fusion of everything
   before it (BatchNorm's and dropout's gradients in the Flax example CNN): that one fusion took 10 ms of a 65 ms
   step; transposing the thin patch matrix (``prod(k) * C <= 32`` columns) instead costs ~1 ms.
-- :func:`conv_tap_grad`: :func:`conv_xla` forward and input gradient, with another kernel gradient. XLA:CPU
-  computes ``dk[j, c, f] = sum_{n,o} x_pad[n, o + j*d, c] * dy[n, o, f]`` as a convolution whose "batch" is the
-  channel axis and whose window is the whole image: 24 ms of the Flax example CNN's 56 ms step, 4x its forward
-  convolution. Here ``x_pad`` is transposed once to ``(C, N, *padded)``, and each tap ``j`` is a slice of it
-  times ``dy``: a ``(C, N * out) @ (N * out, F)`` product with no transposed operand (~18 ms for that layer).
+- :func:`conv_split_grad`: :func:`conv_xla` forward and input gradient, with the kernel gradient computed by
+  XLA for batch chunks of ``SPLIT_GRAD_CHUNK`` images and summed (the kernel gradient is a sum over the batch).
+  XLA:CPU computes it as a convolution whose "batch" is the channel axis and whose features are the images;
+  for a whole batch of 128 that took 3-4x longer per image than for chunks of 8 (Flax example CNN's 32->64
+  conv: 25.4 ms vs 7.0 ms; ResNet-20's 16->16 conv at 32x32: 21.5 vs 5.3 ms), and 4x its forward pass.
 
 :func:`conv_general` picks one at lowering time with ``lax.platform_dependent``: on XLA:CPU the im2col form (with
 its custom VJP) for ungrouped convolutions whose patch matrix is small (``prod(k) * C <= IM2COL_MAX_DEPTH``),
-where it was measured faster, forward and backward, than XLA:CPU's convolution, and the tap-gradient form for
-ungrouped stride-1 convolutions with ``C * F >= TAP_GRAD_MIN_WIDTH`` (narrower ones, e.g. ResNet-20's 16- and
-32-channel stages, were slower with it) (``experiments/bench_cpu_ops.py``; figures in ``experiments/SPEED.md``);
-the XLA convolution everywhere else (GPU, TPU, grouped, strided or narrow convolutions) and inside
-:func:`cnnjax.functional.plain_lax` (forward-mode autodiff). The results agree to float
-rounding (different summation order); ``tests/test_bench_impls.py`` holds the forms against each other (values
-and gradients), ``tests/test_conv.py`` the dispatched op against a NumPy loop and TensorFlow.
+where it was measured faster, forward and backward, than XLA:CPU's convolution, and the split kernel gradient
+for every other convolution whose batch is larger than one chunk (``experiments/bench_cpu_ops.py``; figures in
+``experiments/SPEED.md``); the XLA convolution everywhere else (GPU, TPU, small batches) and inside
+:func:`cnnjax.functional.plain_lax` (forward-mode autodiff). The results agree to float rounding (different
+summation order); ``tests/test_bench_impls.py`` holds the forms against each other (values and gradients),
+``tests/test_conv.py`` the dispatched op against a NumPy loop and TensorFlow.
 """
 from __future__ import annotations
 
@@ -44,13 +43,14 @@ from jax import lax
 
 from cnnjax.functional import fast_paths
 
-__all__ = ["conv_xla", "conv_im2col", "conv_im2col_vjp", "conv_tap_grad", "conv_general", "uses_im2col",
-           "uses_tap_grad", "IM2COL_MAX_DEPTH", "TAP_GRAD_MIN_WIDTH"]
+__all__ = ["conv_xla", "conv_im2col", "conv_im2col_vjp", "conv_split_grad", "conv_general", "uses_im2col",
+           "uses_split_grad", "IM2COL_MAX_DEPTH", "SPLIT_GRAD_CHUNK"]
 
 # Largest patch depth prod(kernel_size) * in_channels for which XLA:CPU gets the im2col form.
 IM2COL_MAX_DEPTH = 32
-# Smallest in_channels * filters for which XLA:CPU gets the tap-gradient form.
-TAP_GRAD_MIN_WIDTH = 2048
+# Images per batch chunk of conv_split_grad's kernel gradient (measured: 4-16 all ~3x faster than the whole
+# batch of 128 on the 2-core CPU; 8 is within 10% of the best on every layer measured).
+SPLIT_GRAD_CHUNK = 8
 
 
 def conv_xla(x, kernel, *, strides, padding, dilation, groups=1, dimension_numbers, precision=None):
@@ -93,9 +93,9 @@ def _patches(x, ksize, strides, padding, dilation):
     return slices[0] if len(slices) == 1 else lax.concatenate(slices, x.ndim - 1)
 
 
-def _with_kernel_grad(plain, kernel_grad, channels_last):
+def _with_kernel_grad(plain, kernel_grad):
     """``plain(x, k)`` with a custom VJP: the input gradient is JAX's transpose of ``plain``, the kernel gradient
-    ``kernel_grad(x, dy, k)`` on channels-last ``x`` and ``dy``."""
+    ``kernel_grad(x, dy, k)``."""
     @jax.custom_vjp
     def f(x, k):
         return plain(x, k)
@@ -106,8 +106,6 @@ def _with_kernel_grad(plain, kernel_grad, channels_last):
     def bwd(res, dy):
         x, k = res
         (dx,) = jax.linear_transpose(lambda x_: plain(x_, k), x)(dy)
-        if not channels_last:
-            x, dy = jnp.moveaxis(x, 1, -1), jnp.moveaxis(dy, 1, -1)
         return dx, kernel_grad(x, dy, k).astype(k.dtype)
 
     f.defvjp(fwd, bwd)
@@ -122,46 +120,44 @@ def conv_im2col_vjp(x, kernel, *, strides, padding, dilation, channels_last=True
                                      channels_last=channels_last, precision=precision)
 
     def kernel_grad(x, dy, k):
+        if not channels_last:
+            x, dy = jnp.moveaxis(x, 1, -1), jnp.moveaxis(dy, 1, -1)
         patches = _patches(x, k.shape[:-2], strides, padding, dilation)
         axes = tuple(range(x.ndim - 1))                                    # batch and output axes
         return lax.dot_general(patches, dy, ((axes, axes), ((), ())), precision=precision).reshape(k.shape)
 
-    return _with_kernel_grad(plain, kernel_grad, channels_last)(x, kernel)
+    return _with_kernel_grad(plain, kernel_grad)(x, kernel)
 
 
-def conv_tap_grad(x, kernel, *, strides, padding, dilation, dimension_numbers, precision=None):
-    """:func:`conv_xla` (forward and input gradient) whose kernel gradient is one matrix product per kernel tap
-    (see the module docstring). Stride 1, ungrouped; same arguments and values as :func:`conv_xla`.
+def conv_split_grad(x, kernel, *, strides, padding, dilation, groups=1, dimension_numbers, precision=None,
+                    chunk: int = None):
+    """:func:`conv_xla` whose kernel gradient is XLA's own, summed over batch chunks of ``chunk`` images
+    (``SPLIT_GRAD_CHUNK``; the last chunk may be shorter). Same arguments and values as :func:`conv_xla`.
 
-    ``dk[j] = sum_{n, o} xT_pad[:, n, o + j * d] dy[n, o, :]`` with ``xT_pad`` the padded input transposed once
-    to ``(C, N, *padded)``: each tap is a slice of it and a ``(C, N * out) @ (N * out, F)`` product, with no
-    transposed operand and ``dy`` used as it comes. A ``jax.custom_vjp``: reverse mode to any order, no forward
-    mode (see :func:`cnnjax.functional.plain_lax`).
+    The kernel gradient sums over the batch, so ``dk = sum_c dk(x[c], dy[c])`` over any split of the batch
+    into chunks ``c``; XLA:CPU computes each chunk's 3-4x faster per image than the whole batch's (see the
+    module docstring). A ``jax.custom_vjp``: reverse mode to any order, no forward mode (see
+    :func:`cnnjax.functional.plain_lax`).
     """
+    chunk = SPLIT_GRAD_CHUNK if chunk is None else chunk
     plain = lambda x, k: conv_xla(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
-                                  dimension_numbers=dimension_numbers, precision=precision)
+                                  groups=groups, dimension_numbers=dimension_numbers, precision=precision)
 
     def kernel_grad(x, dy, k):
-        xt = jnp.moveaxis(x, -1, 0)                                                   # (C, N, *sizes)
-        xt = lax.pad(xt, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0), *[(lo, hi, 0) for lo, hi in padding]])
-        out = dy.shape[1:-1]
-        contract = ((tuple(range(1, x.ndim)), tuple(range(x.ndim - 1))), ((), ()))   # (N, *out) of both
-        taps = []
-        for offset in itertools.product(*(range(j) for j in k.shape[:-2])):
-            start = [0, 0, *(j * d for j, d in zip(offset, dilation))]
-            limit = [xt.shape[0], xt.shape[1], *(j * d + o for j, d, o in zip(offset, dilation, out))]
-            taps.append(lax.dot_general(lax.slice(xt, start, limit), dy, contract, precision=precision))
-        return jnp.stack(taps).reshape(k.shape)
+        dk = None
+        for start in range(0, x.shape[0], chunk):      # the batch axis is 0 in every layout
+            chunk_x, chunk_dy = x[start:start + chunk], dy[start:start + chunk]
+            (part,) = jax.linear_transpose(lambda k_: plain(chunk_x, k_), k)(chunk_dy)
+            dk = part if dk is None else dk + part
+        return dk
 
-    return _with_kernel_grad(plain, kernel_grad, dimension_numbers[0][-1] == "C")(x, kernel)
+    return _with_kernel_grad(plain, kernel_grad)(x, kernel)
 
 
-def uses_tap_grad(kernel_shape, groups: int, strides) -> bool:
-    """Whether XLA:CPU gets :func:`conv_tap_grad`: ungrouped stride-1 convolutions without the im2col form whose
-    per-tap products are wide enough, ``in_channels * filters >= TAP_GRAD_MIN_WIDTH`` (measured: see the module
-    docstring)."""
-    return (groups == 1 and all(s == 1 for s in strides) and not uses_im2col(kernel_shape, groups)
-            and kernel_shape[-2] * kernel_shape[-1] >= TAP_GRAD_MIN_WIDTH)
+def uses_split_grad(kernel_shape, groups: int, batch: int) -> bool:
+    """Whether XLA:CPU gets :func:`conv_split_grad`: every convolution without the im2col form whose batch
+    holds more than one chunk."""
+    return batch > SPLIT_GRAD_CHUNK and not uses_im2col(kernel_shape, groups)
 
 
 def uses_im2col(kernel_shape, groups: int) -> bool:
@@ -182,9 +178,9 @@ def conv_general(x, kernel, *, strides, padding, dilation, groups, dimension_num
     if uses_im2col(kernel.shape, groups):
         cpu = lambda x, k: conv_im2col_vjp(x, k, channels_last=channels_last, precision=precision,  # noqa: E731
                                            **kw)
-    elif uses_tap_grad(kernel.shape, groups, kw["strides"]):
-        cpu = lambda x, k: conv_tap_grad(x, k, dimension_numbers=dimension_numbers,  # noqa: E731
-                                         precision=precision, **kw)
+    elif uses_split_grad(kernel.shape, groups, x.shape[0]):
+        cpu = lambda x, k: conv_split_grad(x, k, groups=groups, dimension_numbers=dimension_numbers,  # noqa: E731
+                                           precision=precision, **kw)
     else:
         return xla(x, kernel)
     return lax.platform_dependent(x, kernel, cpu=cpu, default=xla)
