@@ -154,7 +154,6 @@ class CnnjaxRunner:
 
     def __init__(self, name, mode, data, batch, seed):
         import jax
-        from jax import lax
 
         from cnnjax.train import create_state, make_eval_step, make_train_chunk, make_train_step
         self.jax, self.batch = jax, batch
@@ -173,13 +172,12 @@ class CnnjaxRunner:
             rows = lambda i: np.arange(i * batch, (i + 1) * batch) % len(data[0])   # noqa: E731
             probe = lambda i: (data[0][rows(i)], data[1][rows(i)])                 # noqa: E731
             steps_per_epoch = len(data[0]) // batch
-            unroll = loop_choice.unroll_steps(steps_per_epoch)
             self.measured = loop_choice.measure_loops(strategy, strategy.place_state(self._create(seed)), probe,
                                                       batch_size=batch,
-                                                      unroll=unroll if steps_per_epoch > unroll else None)
+                                                      unroll=loop_choice.unroll_probe(steps_per_epoch))
             form = loop_choice.choose(self.measured)
             form = {"step": "step", "scan": f"scan{loop_choice.chunk_steps(steps_per_epoch)}",
-                    "unroll": f"unroll{unroll}"}[form]
+                    "unroll": f"unroll{loop_choice.unroll_steps(steps_per_epoch)}"}[form]
             self.form = form
         self.chunk = 1 if form == "step" else int(form.lstrip("scanunrol"))
         step = make_train_step(self.model, self.tx)
@@ -188,7 +186,7 @@ class CnnjaxRunner:
         elif form.startswith("scan"):
             body = make_train_chunk(step)
         else:
-            body = lambda st, x, y: lax.scan(lambda s, b: step(s, *b), st, (x, y), unroll=True)  # noqa: E731
+            body = make_train_chunk(step, unroll=True)     # what fit(loop="unroll") runs
         self.xtr, self.ytr = data[0], data[1]
         if self.on_device:
             self.xd, self.yd = jax.device_put(self.xtr), jax.device_put(self.ytr)

@@ -130,7 +130,7 @@ def conv_im2col_vjp(x, kernel, *, strides, padding, dilation, channels_last=True
 
 
 def conv_split_grad(x, kernel, *, strides, padding, dilation, groups=1, dimension_numbers, precision=None,
-                    chunk: int = None):
+                    chunk: int | None = None):
     """:func:`conv_xla` whose kernel gradient is XLA's own, summed over batch chunks of ``chunk`` images
     (``SPLIT_GRAD_CHUNK``; the last chunk may be shorter). Same arguments and values as :func:`conv_xla`.
 
@@ -166,9 +166,9 @@ def uses_im2col(kernel_shape, groups: int) -> bool:
 
 
 def conv_general(x, kernel, *, strides, padding, dilation, groups, dimension_numbers, precision=None):
-    """The convolution of ``cnnjax.functional.conv``: :func:`conv_im2col_vjp` on CPU where :func:`uses_im2col`
-    says so (and not inside ``plain_lax()``), :func:`conv_xla` otherwise (chosen when the computation is lowered
-    for its platform)."""
+    """The convolution of ``cnnjax.functional.conv``: on CPU :func:`conv_im2col_vjp` where :func:`uses_im2col`
+    says so and :func:`conv_split_grad` where :func:`uses_split_grad` does (neither inside ``plain_lax()``),
+    :func:`conv_xla` otherwise (chosen when the computation is lowered for its platform)."""
     kw = dict(strides=tuple(strides), padding=tuple(tuple(p) for p in padding), dilation=tuple(dilation))
     xla = lambda x, k: conv_xla(x, k, groups=groups, dimension_numbers=dimension_numbers,  # noqa: E731
                                 precision=precision, **kw)

@@ -1,8 +1,9 @@
 """The switch between cnnjax's XLA:CPU forms of convolution and pooling and their plain ``lax`` forms.
 
 On XLA:CPU, :func:`cnnjax.functional.conv` and the max/min pools take equivalent forms that train faster
-(``conv_impl.py``, ``pool_impl.py``; measured in ``experiments/SPEED.md``). Two of them carry a
-``jax.custom_vjp`` (the im2col convolution's kernel gradient, the max/min pool's gradient), and JAX cannot push
+(``conv_impl.py``, ``pool_impl.py``; measured in ``experiments/SPEED.md``). Three of them carry a
+``jax.custom_vjp`` (the im2col convolution's and the split convolution's kernel gradients, the max/min pool's
+gradient), and JAX cannot push
 forward-mode derivatives (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) through a custom VJP. Because
 ``lax.platform_dependent`` traces every backend's form, that holds on every backend. Trace such code inside
 :func:`plain_lax`::

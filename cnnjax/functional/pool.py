@@ -48,7 +48,8 @@ def _extreme(x, pool_size, strides, padding, data_format, ceil_mode, fn, largest
         raise TypeError(f"{fn}: x has dtype {x.dtype}; pooling needs a floating or integer array.")
     window = lambda x: lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min,  # noqa: E731
                                          dims, steps, pads)
-    if fast_paths.enabled() and pool_impl.applies(dims, steps, pads):   # XLA:CPU: the same values and gradients, faster (pool_impl.py)
+    # XLA:CPU: the same values and gradients, faster (pool_impl.py); plain lax inside fast_paths.plain_lax()
+    if fast_paths.enabled() and pool_impl.applies(dims, steps, pads):
         return lax.platform_dependent(x, cpu=lambda x: pool_impl.window_extreme(x, dims, largest), default=window)
     return window(x)
 

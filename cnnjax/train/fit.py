@@ -332,9 +332,8 @@ def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_
         rows = order[i * batch_size:(i + 1) * batch_size]
         return images[rows], labels[rows]
 
-    unroll = loop_choice.unroll_steps(steps_per_epoch)
-    measured = loop_choice.measure_loops(strategy, placed, batch, batch_size=batch_size,
-                                         unroll=unroll if steps_per_epoch > unroll else None)
+    unroll = loop_choice.unroll_probe(steps_per_epoch)
+    measured = loop_choice.measure_loops(strategy, placed, batch, batch_size=batch_size, unroll=unroll)
     choice = loop_choice.choose(measured)
     if progress:
         extra = f", {measured['unroll']:,.0f} in unrolled chunks of {unroll}" if "unroll" in measured else ""

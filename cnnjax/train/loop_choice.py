@@ -22,7 +22,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "PROBE_STEPS", "SCAN_PROBE_STEPS", "FORMS"]
+__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "unroll_probe", "PROBE_STEPS", "SCAN_PROBE_STEPS", "FORMS"]
 
 FORMS = ("step", "scan", "unroll")
 
@@ -105,6 +105,13 @@ def unroll_steps(steps_per_epoch: int) -> int:
     else 8 with one shorter call at each epoch's end. Compilation time grows with the length; 8 kept the Flax
     example CNN's under 5 s on the 2-core CPU."""
     return chunk_steps(steps_per_epoch, most=8, fewest=4)
+
+
+def unroll_probe(steps_per_epoch: int) -> int | None:
+    """The unrolled length :func:`measure_loops` should time for a run of `steps_per_epoch` steps an epoch (that
+    of the run, :func:`unroll_steps`), or None when an epoch holds no more steps than one unrolled call."""
+    unroll = unroll_steps(steps_per_epoch)
+    return unroll if steps_per_epoch > unroll else None
 
 
 def chunk_steps(steps_per_epoch: int, *, most: int = 100, fewest: int = 20) -> int:
