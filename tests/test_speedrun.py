@@ -1,13 +1,14 @@
-"""The CIFAR-10 speedrun network and recipe: closed-form checks of each idea, then one tiny real training run."""
+"""The speedrun network and recipe (CIFAR-10, and MNIST's grayscale variant): closed-form checks of each idea,
+then tiny real training runs."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from cnnjax import functional as F
-from cnnjax.models.speedrun import SpeedrunNet, identity_conv_init, whitening_kernel
+from cnnjax.models.speedrun import SpeedrunNet, identity_conv_init, whiten_width, whitening_kernel
 from cnnjax.params import count_variables
-from cnnjax.train.speedrun import (SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
+from cnnjax.train.speedrun import (MNIST, SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
                                    lr_factor, make_optimizer, train_speedrun, translate, tta_logits)
 
 
@@ -44,6 +45,20 @@ def test_whitening_kernel_whitens_the_patches():
     y_cov = y[:, :12].T @ y[:, :12] / len(y)
     np.testing.assert_allclose(y_cov, np.diag(lam / (lam + eps)), atol=2e-3)
     np.testing.assert_allclose(y[:, 12:], -y[:, :12], atol=1e-6)
+
+
+def test_whitening_kernel_of_grayscale_images():
+    """One channel: 4-dim patches, 8 filters (+v, -v), the same whitening property."""
+    x = _correlated_images()[..., :1]
+    eps = 1e-3
+    kernel = np.asarray(whitening_kernel(x, eps))
+    assert kernel.shape == (2, 2, 1, 8) and whiten_width(1) == 8 and whiten_width(3) == 24
+    p = _patches_numpy(x.astype(np.float64))
+    p = p - p.mean(axis=0)
+    lam = np.sort(np.linalg.eigvalsh(p.T @ p / len(p)))[::-1]
+    y = p @ kernel.reshape(4, 8).astype(np.float64)
+    np.testing.assert_allclose(y[:, :4].T @ y[:, :4] / len(y), np.diag(lam / (lam + eps)), atol=2e-3)
+    np.testing.assert_allclose(y[:, 4:], -y[:, :4], atol=1e-6)
 
 
 def test_whitening_kernel_layout_is_the_conv_layout():
@@ -179,6 +194,39 @@ def _two_easy_classes(n, seed=0):
     return x, y
 
 
+def test_grayscale_shapes_and_parameter_count_by_hand():
+    """MNIST's 28x28x1: 8 whitening filters (2*2*1*8 frozen kernel entries + 8 biases), 27 -> 13 -> 6 -> 3."""
+    model = SpeedrunNet(widths=(4, 8, 8))
+    x = jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32)
+    variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v), x)
+    out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
+    assert out.shape == (2, 10)
+    assert variables["params"]["whiten"]["kernel"].shape == (2, 2, 1, 8)
+    whiten = 2 * 2 * 1 * 8 + 8
+    block1 = 3 * 3 * 8 * 4 + 3 * 3 * 4 * 4 + 2 * 4
+    block2 = 3 * 3 * 4 * 8 + 3 * 3 * 8 * 8 + 2 * 8
+    block3 = 3 * 3 * 8 * 8 + 3 * 3 * 8 * 8 + 2 * 8
+    assert count_variables(variables) == (whiten + block1 + block2 + block3 + 8 * 10, 2 * 2 * (4 + 8 + 8))
+
+
+def _two_easy_grayscale_classes(n, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.int32)
+    x = rng.integers(0, 100, (n, 28, 28, 1)).astype(np.uint8)
+    x[y == 1] += 120                      # class 1: brighter
+    return x, y
+
+
+def test_mnist_recipe_trains_grayscale_images():
+    """The MNIST preset (no flips, no TTA) on 28x28x1 images, at tiny widths: it learns, and never mirrors."""
+    assert MNIST["flip"] is False and MNIST["tta_level"] == 0
+    x, y = _two_easy_grayscale_classes(512 + 128)
+    result = train_speedrun(x[:512], y[:512], x[512:], y[512:], seed=0,
+                            **dict(MNIST, epochs=3, batch_size=128, widths=(8, 16, 16)))
+    assert result["config"]["flip"] is False and result["steps"] == 12
+    assert result["test_acc"] > 0.8 and result["test_acc_tta"] == result["test_acc"]    # chance: 0.5
+
+
 def test_tiny_training_run_learns():
     x, y = _two_easy_classes(512 + 128)
     result = train_speedrun(x[:512], y[:512], x[512:], y[512:], epochs=4, batch_size=128, widths=(8, 16, 16),
@@ -220,7 +268,9 @@ def test_bad_data_raises_value_errors():
     with pytest.raises(ValueError, match="eps=0"):
         whitening_kernel(x, eps=0)
     with pytest.raises(ValueError, match="whitening_kernel: images"):
-        whitening_kernel(x[..., :1])
+        whitening_kernel(x[:, :1])
+    with pytest.raises(ValueError, match="test_images have 1 channels and train_images 3"):
+        train_speedrun(x, y, x[..., :1], y)
 
 
 @pytest.mark.slow
@@ -234,6 +284,25 @@ def test_scan_epoch_matches_the_step_loop():
     for a, b in zip(jax.tree_util.tree_leaves(scan["state"].params), jax.tree_util.tree_leaves(step["state"].params)):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
     np.testing.assert_allclose(scan["train_loss"], step["train_loss"], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_mnist_experiment_script_quick(tmp_path):
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "mnist_speedrun.py"
+    spec = importlib.util.spec_from_file_location("mnist_speedrun", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "mnist.json"
+    summary = script.main(["--quick", "--seeds", "0", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["info"]["dataset"] == "MNIST" and saved["info"]["target"] == 0.99 and len(saved["runs"]) == 2
+    assert saved["runs"][0]["config"]["flip"] is False and saved["runs"][0]["config"]["tta_level"] == 0
+    assert summary["markdown"].startswith("MNIST speedrun") and "seeds reach 99.00% (without TTA)" in summary["markdown"]
+    assert 0.0 <= summary["test_acc_mean"] <= 1.0 and summary["train_seconds_mean"] > 0
 
 
 @pytest.mark.slow

@@ -10,6 +10,9 @@ Layers, for a ``(batch, 32, 32, 3)`` input normalised per channel (shapes for th
     block 3  the same                                                                -> 3x3x256
     global max pool over space -> Dense(10, no bias) -> logits * scale (1/9)         -> 10
 
+Other inputs work too: ``c`` channels get ``8c`` whitening filters (:func:`whiten_width`), and any size
+``h, w >= 17`` (MNIST's 28x28x1: 27x27x8 -> 13x13 -> 6x6 -> 3x3; ``cnnjax.train.speedrun.MNIST`` is its recipe).
+
 Each idea, and why:
 
 * **Whitening first layer** (:func:`whitening_kernel`): the 2x2 conv's kernel holds the eigenvectors ``v_i`` of
@@ -49,14 +52,23 @@ import numpy as np
 from cnnjax.layers import BatchNormalization, Conv2D, Dense, GlobalMaxPooling2D, MaxPooling2D
 
 __all__ = ["SpeedrunNet", "speedrun", "whitening_kernel", "patch_covariance", "with_whitening",
-           "identity_conv_init", "WHITEN_WIDTH"]
+           "identity_conv_init", "whiten_width", "WHITEN_WIDTH"]
 
-WHITEN_WIDTH = 24            # 2 * (2 * 2 * 3): +v and -v for each eigenvector of the 12-dim patch covariance
 _PATCH = 2                   # the whitening conv's kernel size
 
 
+def whiten_width(channels: int) -> int:
+    """Filters of the whitening conv for ``channels`` input channels: ``+v`` and ``-v`` for each eigenvector of
+    the ``2 * 2 * channels``-dimensional patch covariance (24 for RGB, 8 for grayscale)."""
+    return 2 * _PATCH * _PATCH * channels
+
+
+WHITEN_WIDTH = whiten_width(3)   # 24, the RGB network's
+
+
 def patch_covariance(images) -> tuple:
-    """Mean ``(12,)`` and covariance ``(12, 12)`` of all 2x2 patches of ``images (n, h, w, 3)``.
+    """Mean ``(4c,)`` and covariance ``(4c, 4c)`` of all 2x2 patches of ``images (n, h, w, c)`` (``4c = 12`` for
+    RGB).
 
     A patch is flattened in the kernel's HWIO order, ``index = dy * 2 * c + dx * c + channel`` for ``dy, dx in
     {0, 1}``, so that ``patch @ kernel.reshape(4 * c, -1)`` is the valid 2x2 convolution at that position.
@@ -72,19 +84,20 @@ def patch_covariance(images) -> tuple:
 
 
 def whitening_kernel(images, eps: float = 5e-4) -> jax.Array:
-    """The fixed ``(2, 2, 3, 24)`` HWIO kernel that whitens the 2x2 patches of ``images``.
+    """The fixed ``(2, 2, c, 8c)`` HWIO kernel that whitens the 2x2 patches of ``images`` (``(2, 2, 3, 24)`` for
+    RGB, ``(2, 2, 1, 8)`` for grayscale).
 
-    ``images``: ``(n, h, w, 3)``, any real dtype, exactly as the network receives them (the trainer passes the
+    ``images``: ``(n, h, w, c)``, any real dtype, exactly as the network receives them (the trainer passes the
     normalised training images; uint8 works and is taken as it is). With ``cov = V diag(lambda) V^T`` (the
-    eigendecomposition of :func:`patch_covariance`), filter ``i < 12`` is ``v_i / sqrt(lambda_i + eps)`` and
-    filter ``12 + i`` is its negative, so that the first 12 outputs of the conv have covariance
+    eigendecomposition of :func:`patch_covariance`), filter ``i < 4c`` is ``v_i / sqrt(lambda_i + eps)`` and
+    filter ``4c + i`` is its negative, so that the first ``4c`` outputs of the conv have covariance
     ``diag(lambda / (lambda + eps))`` (the identity, up to ``eps``) over the patches. Filters are ordered by
     decreasing eigenvalue. ``eps > 0`` keeps near-constant directions (e.g. a flat region) from being blown up.
     """
     x = jnp.asarray(images)
-    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] < _PATCH or x.shape[2] < _PATCH or x.shape[0] < 1:
+    if x.ndim != 4 or x.shape[-1] < 1 or x.shape[1] < _PATCH or x.shape[2] < _PATCH or x.shape[0] < 1:
         raise ValueError(
-            f"whitening_kernel: images must be an NHWC batch (n, h, w, 3) with h, w >= 2, got shape "
+            f"whitening_kernel: images must be an NHWC batch (n, h, w, c) with h, w >= 2, got shape "
             f"{tuple(x.shape)}.")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise ValueError(f"whitening_kernel: eps={eps!r} must be a number > 0, e.g. 5e-4.")
@@ -94,7 +107,8 @@ def whitening_kernel(images, eps: float = 5e-4) -> jax.Array:
     scale = 1.0 / jnp.sqrt(jnp.maximum(eigenvalues, 0.0) + eps)
     filters = eigenvectors * scale[None, :]                   # column i: v_i / sqrt(lambda_i + eps)
     kernel = jnp.concatenate([filters, -filters], axis=1)
-    return kernel.reshape(_PATCH, _PATCH, 3, WHITEN_WIDTH)
+    c = x.shape[-1]
+    return kernel.reshape(_PATCH, _PATCH, c, whiten_width(c))
 
 
 def with_whitening(params, kernel):
@@ -135,8 +149,8 @@ class SpeedrunNet(nn.Module):
       bn_momentum, bn_epsilon: BatchNormalization's (Keras convention).
       dtype: computation dtype (``None``: float32; ``jnp.bfloat16`` for GPUs); parameters in ``param_dtype``.
 
-    ``apply(variables, x, train)`` with ``x (batch, h, w, 3)`` float, ``h, w >= 17`` (three halvings after the
-    2x2 conv), returns float32 logits ``(batch, num_classes)``. Parameter names: ``whiten``, ``block{i}_conv{j}``,
+    ``apply(variables, x, train)`` with ``x (batch, h, w, c)`` float (any ``c``; the whitening conv has
+    ``8c`` filters, :func:`whiten_width`), ``h, w >= 17`` (three halvings after the 2x2 conv), returns float32 logits ``(batch, num_classes)``. Parameter names: ``whiten``, ``block{i}_conv{j}``,
     ``block{i}_norm{j}`` (i = 1..3, j = 1..2), ``head``.
     """
 
@@ -151,15 +165,15 @@ class SpeedrunNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         widths = _check_widths(self.widths, "SpeedrunNet")
-        if jnp.ndim(x) != 4 or x.shape[-1] != 3 or min(x.shape[1:3]) < 17:
+        if jnp.ndim(x) != 4 or min(x.shape[1:3]) < 17:
             raise ValueError(
-                f"SpeedrunNet: input of shape {tuple(jnp.shape(x))}; it needs (batch, h, w, 3) with h, w >= 17.")
+                f"SpeedrunNet: input of shape {tuple(jnp.shape(x))}; it needs (batch, h, w, channels) with h, w >= 17.")
         dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         conv = functools.partial(Conv2D, kernel_size=3, padding="same", use_bias=False,
                                  kernel_init=identity_conv_init, **dtypes)
         norm = functools.partial(BatchNormalization, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                                  scale=False, **dtypes)
-        x = Conv2D(WHITEN_WIDTH, _PATCH, padding="valid", use_bias=True, name="whiten", **dtypes)(x)
+        x = Conv2D(whiten_width(x.shape[-1]), _PATCH, padding="valid", use_bias=True, name="whiten", **dtypes)(x)
         x = nn.gelu(x)
         for i, width in enumerate(widths, start=1):
             x = conv(width, name=f"block{i}_conv1")(x)
