@@ -1,0 +1,61 @@
+#!/bin/bash
+# Issue 7's GPU measurements in one device call, most important first; every section has its own time limit and
+# writes its log and JSON to $OUT as it goes, so a section that runs long costs only itself.
+#
+# Here, before the call (the data and the anchor scripts travel in the ignored .data/ folder, ~29 MB):
+#   mkdir -p .data && cp -r ../shared/data/. .data/ && cp -r ../shared/anchors .data/anchors
+# The call (device tool): command "bash experiments/gpu_run.sh", carry [".data"], timeout_s 600.
+# Smoke test on any machine (tiny synthetic runs, no GPU needed; --quick everywhere):
+#   GPU_RUN_QUICK=1 OUT=/tmp/gpu_run bash experiments/gpu_run.sh
+#
+# No install is needed on the device image (it has jax, flax, optax, chex, tqdm, pillow and a CUDA torch):
+# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; ~560 s in all):
+#   1. GPU and versions                                                              5
+#   2. MNIST speedrun (cnnjax.train.speedrun.MNIST), bf16, 3 seeds + 1 warm-up    120
+#   3. CIFAR-10 speedrun (airbench-style), bf16, 5 seeds + 1 warm-up               200
+#   4. steady-state images/s: cnnjax scan (data on device) vs torch reduce-overhead,
+#      mnist_cnn, mnist_cnn2, cifar10_cnn, resnet20, flax_plain; matmul ceiling    170
+#   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      60
+set -o pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
+OUT=${OUT:?set OUT to a folder for the logs}
+mkdir -p "$OUT"
+DATA=${GPU_RUN_DATA:-.data}
+PY=${PYTHON:-python3}
+if [ -n "$GPU_RUN_QUICK" ]; then Q="--quick"; else Q=""; fi
+section() { echo; echo "=== $1 ($(date -u +%H:%M:%S))"; }
+
+section "1. GPU and versions"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,temperature.gpu --format=csv \
+  2>&1 | tee "$OUT/gpu.txt"
+$PY -c "import sys, jax, flax, optax; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__,
+'optax', optax.__version__, jax.devices())" 2>&1 | tee -a "$OUT/gpu.txt"
+
+section "2. MNIST speedrun"
+if [ -n "$Q" ]; then args="--quick --seeds 0"; else args="--data-dir $DATA --seeds 0 1 2 --warmup 1 --dtype bfloat16"; fi
+timeout 120 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun.json" 2>&1 \
+  | grep -v -i warn | tee "$OUT/mnist_speedrun.log"
+
+section "3. CIFAR-10 speedrun"
+if [ -n "$Q" ]; then args="--quick --seeds 0"; else
+  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --cache /tmp/cifar10.npz"; fi
+timeout 200 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun.json" 2>&1 \
+  | grep -v -i warn | tee "$OUT/cifar_speedrun.log"
+
+section "4. steady-state images/s"
+rows=""
+for m in mnist_cnn mnist_cnn2 cifar10_cnn resnet20; do rows="$rows cnnjax:$m:scan390-dev torch:$m:compile-ro"; done
+rows="$rows cnnjax:flax_plain:scan468-dev"
+if [ -n "$Q" ]; then args="--quick --rows cnnjax:mnist_cnn:scan2-dev cnnjax:mnist_cnn:step"; else
+  args="--data-dir $DATA --rows $rows --steps 390 --repeats 3 --ceiling"; fi
+timeout 170 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep -v -i warn \
+  | tee "$OUT/steady.log"
+
+section "5. the scan anchor"
+if [ -d "$DATA/anchors" ] && [ -z "$Q" ]; then
+  (cd "$DATA/anchors" && SHARED_DATA="$(cd .. && pwd)" timeout 60 $PY mnist_jax.py --epochs 4 \
+    --models flax_plain --modes scan) 2>&1 | grep -v -i warn | tee "$OUT/anchor_mnist_jax.log"
+else
+  echo "skipped (quick run, or no $DATA/anchors: copy ../shared/anchors there)" | tee "$OUT/anchor_mnist_jax.log"
+fi
+section "done"
