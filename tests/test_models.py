@@ -76,6 +76,10 @@ EXPECTED = {
     "speedrun": (S.conv_params(2, 3, 24)
                  + sum(9 * a * b + 9 * b * b + 2 * b for a, b in zip((24, 64, 256), (64, 256, 256)))
                  + 256 * 10, 2 * 2 * (64 + 256 + 256)),
+    # the same for one input channel: 2x2x1 -> 8 whitening filters, widths (32, 64, 64)
+    "speedrun_mnist": (S.conv_params(2, 1, 8)
+                       + sum(9 * a * b + 9 * b * b + 2 * b for a, b in zip((8, 32, 64), (32, 64, 64)))
+                       + 64 * 10, 2 * 2 * (32 + 64 + 64)),
     "resnet20": _resnet((3, 3, 3), (16, 32, 64), projection=False),
     "resnet32": _resnet((5, 5, 5), (16, 32, 64), projection=False),
     "resnet56": _resnet((9, 9, 9), (16, 32, 64), projection=False),

@@ -52,7 +52,7 @@ import numpy as np
 from cnnjax.layers import BatchNormalization, Conv2D, Dense, GlobalMaxPooling2D, MaxPooling2D
 
 __all__ = ["SpeedrunNet", "speedrun", "whitening_kernel", "patch_covariance", "with_whitening",
-           "identity_conv_init", "whiten_width", "WHITEN_WIDTH"]
+           "identity_conv_init", "whiten_width", "WHITEN_WIDTH", "speedrun_mnist", "MNIST_WIDTHS"]
 
 _PATCH = 2                   # the whitening conv's kernel size
 
@@ -188,3 +188,7 @@ class SpeedrunNet(nn.Module):
 
 
 speedrun = functools.partial(SpeedrunNet, widths=(64, 256, 256))
+
+MNIST_WIDTHS = (32, 64, 64)      # the MNIST recipe's (cnnjax.train.speedrun.MNIST)
+# The same network for 28x28x1 digits: 8 whitening filters, 27x27 -> 13x13 -> 6x6 -> 3x3.
+speedrun_mnist = functools.partial(SpeedrunNet, widths=MNIST_WIDTHS)

@@ -59,7 +59,7 @@ import numpy as np
 import optax
 
 from cnnjax import functional as F
-from cnnjax.models.speedrun import SpeedrunNet, _check_widths, whitening_kernel, with_whitening
+from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, _check_widths, whitening_kernel, with_whitening
 
 from .host_memory import keep_freed_memory
 
@@ -149,7 +149,7 @@ class SpeedrunConfig:
 # mirror-symmetric, so no flips and no test-time augmentation (levels 1 and 2 average with mirror images); a
 # small network suffices. Chosen on the CPU by final test accuracy over seeds (experiments/SPEED.md, "MNIST
 # speedrun"; experiments/mnist_speedrun.py runs it).
-MNIST = dict(widths=(32, 64, 64), batch_size=512, epochs=3.0, flip=False, tta_level=0, translate=2)
+MNIST = dict(widths=MNIST_WIDTHS, batch_size=512, epochs=3.0, flip=False, tta_level=0, translate=2)
 
 
 # ------------------------------------------------------------------------------------------------ schedules
