@@ -58,8 +58,26 @@ def parser(description: str, files: str, *, cache: bool = True) -> argparse.Argu
     p.add_argument("--progress", action="store_true", help="one line per epoch on stderr")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny widths, 1 epoch: checks the script "
                    "end to end in seconds (the numbers mean nothing)")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE", help="any other SpeedrunConfig field, "
+                   "e.g. --set lr=5.75 translate=1 (values as Python literals)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file")
     return p
+
+
+def _settings(pairs) -> dict:
+    """``["lr=5.75", "flip=False"]`` -> ``{"lr": 5.75, "flip": False}``; SystemExit naming a malformed pair."""
+    import ast
+
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE, e.g. lr=5.75")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--set {pair!r}: {value!r} is not a Python literal (a number, True/False, a tuple)")
+    return out
 
 
 def parse_args(argv=None):
@@ -162,6 +180,7 @@ def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target
     if args.widths is not None:
         overrides["widths"] = tuple(args.widths)
     overrides["dtype"] = args.dtype
+    overrides.update(_settings(args.set))
 
     for i in range(args.warmup):
         train_speedrun(x_train, y_train, x_test, y_test, seed=10_000 + i, loop=args.loop, **overrides)

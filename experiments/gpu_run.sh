@@ -18,6 +18,9 @@
 #   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      60
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
+# Each seed's run compiles the same programs again: the persistent cache serves them after the first
+# (on this CPU a --quick seed's compile went 11.7 s -> 2.8 s).
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/cnnjax_jax_cache}
 OUT=${OUT:?set OUT to a folder for the logs}
 mkdir -p "$OUT"
 DATA=${GPU_RUN_DATA:-.data}

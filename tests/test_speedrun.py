@@ -121,6 +121,10 @@ def test_tta_logits_are_the_mean_over_the_views():
     pair = [(f(v) + f(v[:, :, ::-1])) / 2 for v in (up_left, down_right)]
     np.testing.assert_allclose(tta_logits(f, x, 2), (plain + mirror) / 4 + pair[0] / 4 + pair[1] / 4,
                                rtol=1e-5, atol=1e-5)
+    # mirror=False (digits): no mirror views; level 1 is level 0, level 2 the translations only
+    np.testing.assert_allclose(tta_logits(f, x, 1, mirror=False), plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tta_logits(f, x, 2, mirror=False),
+                               plain / 2 + f(up_left) / 4 + f(down_right) / 4, rtol=1e-5, atol=1e-5)
 
 
 def test_lookahead_two_steps_by_hand():
@@ -297,10 +301,13 @@ def test_mnist_experiment_script_quick(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "mnist.json"
-    summary = script.main(["--quick", "--seeds", "0", "1", "--out", str(out)])
+    summary = script.main(["--quick", "--seeds", "0", "1", "--set", "translate=1", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["info"]["dataset"] == "MNIST" and saved["info"]["target"] == 0.99 and len(saved["runs"]) == 2
-    assert saved["runs"][0]["config"]["flip"] is False and saved["runs"][0]["config"]["tta_level"] == 0
+    config = saved["runs"][0]["config"]
+    assert config["flip"] is False and config["tta_level"] == 0 and config["translate"] == 1
+    with pytest.raises(SystemExit, match="expected FIELD=VALUE"):
+        script.main(["--quick", "--set", "lr"])
     assert summary["markdown"].startswith("MNIST speedrun") and "seeds reach 99.00% (without TTA)" in summary["markdown"]
     assert 0.0 <= summary["test_acc_mean"] <= 1.0 and summary["train_seconds_mean"] > 0
 

@@ -33,7 +33,8 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   weights are the slow ones (a last update is made if the run does not end on a multiple of ``lookahead_every``).
 * **Test-time augmentation** (:func:`tta_logits`): level 1 averages the logits of each image and its mirror
   image; level 2 (default) averages that with the same average over the image translated by one pixel up-left
-  and down-right (reflect padding), weights 1/2, 1/4, 1/4.
+  and down-right (reflect padding), weights 1/2, 1/4, 1/4. With ``flip=False`` (digits, whose mirror images are
+  other digits) the mirror views are left out, so only level 2's translations remain.
 * **One jitted function per epoch** (``loop="scan"``: a ``lax.scan`` over the steps) on accelerators; on
   XLA:CPU a scan with convolutions in its body is several times slower (jax-ml/jax#12868), so ``loop="auto"``
   runs one jitted step per batch there (``loop="step"``; the batch is still gathered on the device).
@@ -96,7 +97,8 @@ class SpeedrunConfig:
     flip: bool = True                 # alternating horizontal flips
     lookahead_every: int = 5          # steps between lookahead updates
     lookahead_decay: float = 0.95 ** 5  # the slow weights' decay at the last step (grows as (t / T) ** 3)
-    tta_level: int = 2                # 0: none, 1: + mirror, 2: + mirror and 1-pixel translations
+    tta_level: int = 2                # 0: none, 1: + mirror, 2: + mirror and 1-pixel translations (no mirror
+                                      # views when flip is False)
     widths: tuple = (64, 256, 256)    # filters of the three conv blocks
     logit_scale: float = 1.0 / 9.0    # fixed factor on the logits
     bn_momentum: float = 0.6          # Keras convention: running = m * running + (1 - m) * batch
@@ -146,9 +148,9 @@ class SpeedrunConfig:
 
 
 # The MNIST recipe: overrides of SpeedrunConfig for 28x28x1 digits (train_speedrun(..., **MNIST)). Digits are not
-# mirror-symmetric, so no flips and no test-time augmentation (levels 1 and 2 average with mirror images); a
-# small network suffices. Chosen on the CPU by final test accuracy over seeds (experiments/SPEED.md, "MNIST
-# speedrun"; experiments/mnist_speedrun.py runs it).
+# mirror-symmetric, so no flips (and hence no mirror views at test time); the test-time translations did not help
+# either, so no TTA. A small network suffices. Chosen on the CPU by final test accuracy (experiments/SPEED.md,
+# "MNIST speedrun"; experiments/mnist_speedrun.py runs it).
 MNIST = dict(widths=MNIST_WIDTHS, batch_size=512, epochs=3.0, flip=False, tta_level=0, translate=2)
 
 
@@ -208,24 +210,30 @@ def translate(key, images, pad: int):
     return _shift_select(rows, offsets[1], 2, w, 2 * pad + 1)
 
 
-def tta_logits(apply_fn: Callable, x, level: int = 2):
+def tta_logits(apply_fn: Callable, x, level: int = 2, mirror: bool = True):
     """Test-time-augmented logits of the NHWC batch ``x`` (``apply_fn(x) -> logits``, in inference mode).
 
     level 0: ``f(x)``; level 1: ``m(x) = (f(x) + f(mirror(x))) / 2``; level 2: ``m(x) / 2 + (m(t_-(x)) +
     m(t_+(x))) / 4`` where ``t_-`` / ``t_+`` translate by one pixel up-left / down-right (reflect padding). All
-    views go through ``apply_fn`` as one batch.
+    views go through ``apply_fn`` as one batch. ``mirror=False`` (for images that are not mirror-symmetric, such
+    as digits; the trainer passes its ``flip``) leaves the mirror views out: ``m(x) = f(x)``, so level 1 is
+    level 0 and level 2 averages the translations only.
     """
-    if level == 0:
+    if level == 0 or (level == 1 and not mirror):
         return apply_fn(x)
     n, h, w, _ = x.shape
     views = [x]
     if level == 2:
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
         views += [padded[:, 0:h, 0:w], padded[:, 2:h + 2, 2:w + 2]]
-    views = views + [v[:, :, ::-1, :] for v in views]
+    if mirror:
+        views = views + [v[:, :, ::-1, :] for v in views]
     logits = apply_fn(jnp.concatenate(views, axis=0)).reshape(len(views), n, -1)
-    k = len(views) // 2
-    mirrored = (logits[:k] + logits[k:]) / 2.0
+    if mirror:
+        k = len(views) // 2
+        mirrored = (logits[:k] + logits[k:]) / 2.0
+    else:
+        mirrored = logits
     if level == 1:
         return mirrored[0]
     return mirrored[0] / 2.0 + (mirrored[1] + mirrored[2]) / 4.0
@@ -377,7 +385,8 @@ class _Recipe:
         plain = jnp.sum(jnp.argmax(apply(x), -1) == labels)
         if self.config.tta_level == 0:
             return plain, plain
-        return plain, jnp.sum(jnp.argmax(tta_logits(apply, x, self.config.tta_level), -1) == labels)
+        logits = tta_logits(apply, x, self.config.tta_level, mirror=self.config.flip)
+        return plain, jnp.sum(jnp.argmax(logits, -1) == labels)
 
 
 def _check_split(images, labels, name: str, num_classes: int = 10):
