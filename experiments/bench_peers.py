@@ -285,7 +285,8 @@ def torch_model(name):
 
 class TorchLoop:
     """PyTorch training: data as a uint8 NCHW tensor on the device, batches by index, ``x / 255`` in float32,
-    cross-entropy, ``zero_grad(set_to_none=True)``, ``backward``, optimizer step. ``config``: "eager",
+    cross-entropy, ``zero_grad(set_to_none=True)``, ``backward``, optimizer step; on CUDA float32 matmuls and
+    convs in TF32, as JAX's default precision computes them there. ``config``: "eager",
     "compile" (``torch.compile(model)``) or "compile-ro" (``mode="reduce-overhead"``, CUDA graphs on GPU)."""
 
     def __init__(self, name, config, images_u8, labels, seed=0):
@@ -295,6 +296,10 @@ class TorchLoop:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda":
             torch.backends.cudnn.benchmark = True
+            # The same precision as the JAX rows: JAX's default lets XLA compute float32 matmuls and convs in
+            # TF32 on recent GPUs; torch uses TF32 for cuDNN convs by default but not for matmuls.
+            torch.backends.cudnn.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")
         self.name = name
         self.model = torch_model(name).to(self.device)
         self._new_optimizer()
