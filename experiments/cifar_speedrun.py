@@ -154,14 +154,20 @@ def table(runs, info) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    return load_and_run(args, lambda: load_cifar10(args.data_dir, args.train_limit, args.cache), synthetic,
+                        dataset="CIFAR-10", script=__file__, argv=argv, target=TARGET)
+
+
+def load_and_run(args, load, make_synthetic, **run_kwargs) -> dict:
+    """:func:`run` on ``make_synthetic()`` with ``--quick``, else on ``load()`` (its time printed to stderr)."""
     if args.quick:
-        data = synthetic()
+        data = make_synthetic()
     else:
         t0 = time.perf_counter()
-        data = load_cifar10(args.data_dir, args.train_limit, args.cache)
+        data = load()
         print(f"read {len(data[0])} train / {len(data[2])} test images in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
-    return run(args, data, dataset="CIFAR-10", script=__file__, argv=argv, target=TARGET)
+    return run(args, data, **run_kwargs)
 
 
 def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target=None) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -70,16 +69,8 @@ def main(argv=None) -> dict:
     from cnnjax.train.speedrun import MNIST
 
     args = parse_args(argv)
-    if args.quick:
-        data = synthetic()
-    else:
-        t0 = time.perf_counter()
-        data = load_mnist(args.data_dir, args.train_limit)
-        print(f"read {len(data[0])} train / {len(data[2])} test images in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
-    return cifar_speedrun.run(args, data, dataset="MNIST", script=__file__, argv=argv, preset=MNIST,
-                              target=TARGET)
-
+    return cifar_speedrun.load_and_run(args, lambda: load_mnist(args.data_dir, args.train_limit), synthetic,
+                                       dataset="MNIST", script=__file__, argv=argv, preset=MNIST, target=TARGET)
 
 if __name__ == "__main__":
     main()

@@ -290,16 +290,23 @@ def test_scan_epoch_matches_the_step_loop():
     np.testing.assert_allclose(scan["train_loss"], step["train_loss"], rtol=1e-4)
 
 
-@pytest.mark.slow
-def test_mnist_experiment_script_quick(tmp_path):
+def _script(name):
+    """The experiment script ``experiments/<name>.py`` as a module."""
     import importlib.util
-    import json
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "mnist_speedrun.py"
-    spec = importlib.util.spec_from_file_location("mnist_speedrun", path)
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+@pytest.mark.slow
+def test_mnist_experiment_script_quick(tmp_path):
+    import json
+
+    script = _script("mnist_speedrun")
     out = tmp_path / "mnist.json"
     summary = script.main(["--quick", "--seeds", "0", "1", "--set", "translate=1", "--out", str(out)])
     saved = json.loads(out.read_text())
@@ -308,20 +315,16 @@ def test_mnist_experiment_script_quick(tmp_path):
     assert config["flip"] is False and config["tta_level"] == 0 and config["translate"] == 1
     with pytest.raises(SystemExit, match="expected FIELD=VALUE"):
         script.main(["--quick", "--set", "lr"])
-    assert summary["markdown"].startswith("MNIST speedrun") and "seeds reach 99.00% (without TTA)" in summary["markdown"]
+    assert summary["markdown"].startswith("MNIST speedrun")
+    assert "seeds reach 99.00% (without TTA)" in summary["markdown"]
     assert 0.0 <= summary["test_acc_mean"] <= 1.0 and summary["train_seconds_mean"] > 0
 
 
 @pytest.mark.slow
 def test_experiment_script_quick_bfloat16(tmp_path):
-    import importlib.util
     import json
-    import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "cifar_speedrun.py"
-    spec = importlib.util.spec_from_file_location("cifar_speedrun", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("cifar_speedrun")
     out = tmp_path / "speedrun.json"
     summary = script.main(["--quick", "--dtype", "bfloat16", "--seeds", "0", "--out", str(out)])
     saved = json.loads(out.read_text())
