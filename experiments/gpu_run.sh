@@ -57,7 +57,7 @@ rows=""
 for m in mnist_cnn mnist_cnn2 cifar10_cnn resnet20; do rows="$rows cnnjax:$m:scan390-dev torch:$m:compile-ro"; done
 rows="$rows cnnjax:flax_plain:scan468-dev"
 if [ -n "$Q" ]; then args="--quick --rows cnnjax:mnist_cnn:scan2-dev cnnjax:mnist_cnn:step"; else
-  args="--data-dir $DATA --rows $rows --steps 390 --repeats 3 --ceiling"; fi
+  args="--data-dir $DATA --cache-dir /tmp/cnnjax_bench_data --rows $rows --steps 390 --repeats 3 --ceiling"; fi
 timeout 150 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep -v -i warn \
   | tee "$OUT/steady.log"
 

@@ -64,6 +64,25 @@ def test_reads_real_mnist_without_tensorflow(bench):
     assert abs(xtr.mean() - 33.318) < 1e-3
 
 
+def test_cifar_cache_is_read_instead_of_decoding_again(bench, monkeypatch, tmp_path):
+    import cnnjax.data
+
+    calls = []
+    images = np.arange(2 * 32 * 32 * 3, dtype=np.uint8).reshape(2, 32, 32, 3)
+
+    def fake_read(path, progress=True):
+        calls.append(path)
+        return {"train": (images, np.array([3, 4], np.int32)), "test": (images[:1], np.array([5], np.int32))}
+
+    monkeypatch.setattr(cnnjax.data, "read_cifar10", fake_read)
+    first = bench.load_data("cifar10", "somewhere", cache_dir=str(tmp_path / "cache"))
+    second = bench.load_data("cifar10", "somewhere", cache_dir=str(tmp_path / "cache"))
+    assert len(calls) == 1 and os.listdir(tmp_path / "cache") == ["cifar10.npz"]     # no temporary file left
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(second[1], [3, 4])
+
+
 def test_row_environment_is_the_same_for_every_framework(bench, monkeypatch):
     from cnnjax.train.host_memory import ENVIRONMENT
     monkeypatch.setenv("MALLOC_TOP_PAD_", "1")            # a stray outer setting never leaks into a row
