@@ -180,6 +180,29 @@ def test_batch_norm_train_and_eval_equal_functional():
     np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * var, rtol=1e-5)
 
 
+def test_batch_norm_bfloat16_gradient_tracks_float32():
+    """A bfloat16 BatchNorm's input gradient is the float32 one (to bfloat16 rounding), also for a channel whose
+    variance is tiny against its mean, where the gradient's three terms (through x, the mean and the variance)
+    are large and cancel: summed in bfloat16 they gave gradients ~1000x too large (the MNIST speedrun diverged)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4, 4, 3)).astype(np.float32)
+    x[..., 0] = 1.0 + 0.01 * x[..., 0]                     # std 0.01 around 1: bfloat16 steps are 0.0078 there
+    x = jnp.asarray(x, jnp.bfloat16)                       # the same rounded input for both
+    w = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    layer = L.BatchNormalization(epsilon=1e-12, scale=False)
+    variables = layer.init(KEY, x)
+
+    def grad(dtype):
+        def loss(v):
+            y, _ = layer.clone(dtype=dtype).apply(variables, v, train=True, mutable=["batch_stats"])
+            return jnp.sum(y.astype(jnp.float32) * w)
+        return np.asarray(jax.grad(loss)(x.astype(dtype)), np.float32)
+
+    g32, g16 = grad(jnp.float32), grad(jnp.bfloat16)
+    scale = np.abs(g32).max(axis=(0, 1, 2))
+    np.testing.assert_array_less(np.abs(g16 - g32).max(axis=(0, 1, 2)), 0.02 * scale)
+
+
 def test_batch_norm_channels_first_axis():
     x = _x((4, 3, 5, 5))
     variables = L.BatchNorm(axis=1).init(KEY, x)

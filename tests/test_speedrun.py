@@ -231,6 +231,33 @@ def test_mnist_recipe_trains_grayscale_images():
     assert result["test_acc"] > 0.8 and result["test_acc_tta"] == result["test_acc"]    # chance: 0.5
 
 
+def test_fast_weights_train_between_lookahead_steps():
+    """Every step applies its SGD update to the fast weights; only every lookahead_every-th step moves the slow
+    weights and resets the fast ones to them. (A reset on every step once kept the weights still between
+    lookahead steps: one update in five.)"""
+    from cnnjax.train.speedrun import _Data, _Recipe
+
+    x, y = _two_easy_classes(64)
+    config = SpeedrunConfig(epochs=1, batch_size=8, widths=(4, 8, 8), lookahead_every=3)
+    recipe = _Recipe(config, len(x))
+    state = recipe.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    state, mean, std = recipe.prepare(state, jnp.asarray(x))
+    data = _Data(jnp.asarray(x), jnp.asarray(y), jnp.zeros(len(x), bool), mean, std)
+    perm = jnp.arange(len(x))
+    leaf = lambda tree: np.asarray(tree["head"]["kernel"])     # noqa: E731
+    history = []
+    for i in range(3):
+        before = state
+        state = recipe.step(state, data, perm, jnp.int32(i), jnp.int32(0), jax.random.key(1))
+        history.append((leaf(before.params), leaf(state.params), leaf(before.slow[0]), leaf(state.slow[0])))
+    for fast_before, fast_after, slow_before, slow_after in history[:2]:      # steps 1 and 2: no lookahead
+        assert not np.allclose(fast_after, fast_before)                      # the fast weights trained
+        np.testing.assert_array_equal(slow_after, slow_before)               # the slow ones stayed
+    *_, slow_before, slow_after = history[2]                                  # step 3: lookahead
+    assert not np.allclose(slow_after, slow_before)
+    np.testing.assert_array_equal(history[2][1], slow_after)                  # fast reset to the slow weights
+
+
 def test_tiny_training_run_learns():
     x, y = _two_easy_classes(512 + 128)
     result = train_speedrun(x[:512], y[:512], x[512:], y[512:], epochs=4, batch_size=128, widths=(8, 16, 16),

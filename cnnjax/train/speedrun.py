@@ -353,8 +353,12 @@ class _Recipe:
         step = state.step + 1
         fast = (params, stats)
         do = (step % c.lookahead_every) == 0
-        decay = jnp.where(do, lookahead_decay_at(step, self.total_steps, c.lookahead_decay), 1.0)
-        slow, fast = lookahead_update(state.slow, fast, decay)
+        # On a lookahead step the slow weights move towards the fast ones and the fast ones are reset to them;
+        # on every other step both stay as they are (the fast weights keep their SGD update).
+        slow, reset = lookahead_update(state.slow, fast, lookahead_decay_at(step, self.total_steps,
+                                                                            c.lookahead_decay))
+        slow = jax.tree_util.tree_map(lambda new, old: jnp.where(do, new, old), slow, state.slow)
+        fast = jax.tree_util.tree_map(lambda new, old: jnp.where(do, new, old), reset, fast)
         return SpeedrunState(fast[0], fast[1], opt_state, slow, step, state.loss_sum + loss)
 
     def epoch(self, state, data, epoch, key, steps: int):
