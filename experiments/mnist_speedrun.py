@@ -4,7 +4,7 @@ Target (issue 7): on one GPU, 99.0% test accuracy (mean of >= 3 seeds) in <= 0.2
 best anchor (Flax's CNN without BatchNorm/dropout, one ``lax.scan`` per epoch: 0.47 s on an H100). The recipe is
 ``cnnjax.train.speedrun.MNIST``: the CIFAR speedrun network at widths (32, 64, 64) on 28x28x1 images (8 whitening
 filters), no flips and no test-time augmentation (digits are not mirror-symmetric), a random translation of up to
-2 pixels, batch 512, 2 epochs. Timing is the CIFAR script's: everything compiled first, then the clock runs
+2 pixels, batch 512, 1 epoch. Timing is the CIFAR script's: everything compiled first, then the clock runs
 (device-synchronised) over the normalisation statistics, the whitening kernel and all training steps.
 
     python experiments/mnist_speedrun.py --quick                                    # synthetic data, seconds
