@@ -9,7 +9,9 @@ filters), no flips and no test-time augmentation (digits are not mirror-symmetri
 
     python experiments/mnist_speedrun.py --quick                                    # synthetic data, seconds
     python experiments/mnist_speedrun.py --seeds 0 1 2 --eval-each-epoch            # CPU, real data (minutes)
-    python experiments/mnist_speedrun.py --data-dir .data --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16  # GPU
+    python experiments/mnist_speedrun.py --data-dir .data --seeds 0 1 2 3 4 --warmup 1     # GPU (float32)
+
+``--dtype bfloat16`` diverges with this recipe (unsolved; experiments/SPEED.md, "MNIST speedrun"): use float32.
 
 Reads the MNIST IDX files (``mnist/*-ubyte.gz`` under ``--data-dir``) with numpy only: no TensorFlow needed.
 Prints the per-seed table (accuracy, training seconds, compile seconds; mean ± std) and writes it with the
