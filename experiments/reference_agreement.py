@@ -90,7 +90,7 @@ def main(argv=None):
     start = time.perf_counter()
     conv_cases()
     pool_cases()
-    print(f"| comparison | cases | largest abs error |\n| --- | --- | --- |")
+    print("| comparison | cases | largest abs error |\n| --- | --- | --- |")
     for name, (n, worst) in stats.items():
         print(f"| {name} | {n} | {worst:.2e} |")
     print(f"\n{time.perf_counter() - start:.0f} s")

@@ -1,7 +1,6 @@
 """Dense, flatten and dropout as pure functions."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from cnnjax.functional import _checks, random_mask
