@@ -22,10 +22,9 @@ def batch_norm(x, mean, var, scale=None, bias=None, *, epsilon: float = 1e-3, ax
     """``(x - mean) / sqrt(var + epsilon) * scale + bias``, statistics and affine params along ``axis``.
 
     Keras' default ``epsilon`` is 1e-3. Output has ``x``'s dtype; the arithmetic is done in float32 at least
-    (inside one fused elementwise pass, so a bfloat16 ``x`` costs no extra memory traffic). In bfloat16 the
-    folded form ``x * m + (bias - mean * m)`` loses everything when ``|mean| * m`` is large (a channel with a
-    tiny variance): its 8-bit mantissa leaves an error of ``|mean| * m / 256``, which made the MNIST speedrun
-    diverge to chance in bfloat16.
+    (inside one fused elementwise pass, so a bfloat16 ``x`` costs no extra memory traffic), as
+    ``x * m + (bias - mean * m)``: in bfloat16 that folded form would lose everything when ``|mean| * m`` is
+    large (a channel with a tiny variance), its 8-bit mantissa leaving an error of ``|mean| * m / 256``.
     """
     fn = "batch_norm"
     x = _checks.floating(x, "x", fn)
@@ -40,7 +39,8 @@ def batch_norm(x, mean, var, scale=None, bias=None, *, epsilon: float = 1e-3, ax
     mul = jnp.reciprocal(jnp.sqrt(jnp.asarray(var, compute) + epsilon))
     if scale is not None:
         mul = mul * scale
-    y = (x.astype(compute) - jnp.asarray(mean, compute).reshape(shape)) * mul.reshape(shape)
+    shift = -jnp.asarray(mean, compute) * mul
     if bias is not None:
-        y = y + jnp.asarray(bias, compute).reshape(shape)
-    return y.astype(x.dtype)
+        shift = shift + bias
+    # the folded form (measured faster on XLA:CPU than (x - mean) * mul), in float32 at least
+    return (x.astype(compute) * mul.reshape(shape) + shift.reshape(shape)).astype(x.dtype)
