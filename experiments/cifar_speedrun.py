@@ -35,9 +35,12 @@ ARCHIVE = "cifar10-jpeg.tar.xz"
 TARGET = 0.9066          # airbench94's mean accuracy with TTA on this JPEG copy (../shared/anchors/RESULTS.md)
 
 
-def parser(description: str, files: str, *, cache: bool = True) -> argparse.ArgumentParser:
+def parser(description: str, files: str, *, cache: bool = True, preset=None) -> argparse.ArgumentParser:
     """The options of both speedrun scripts (this one and mnist_speedrun.py); ``files`` names what --data-dir
-    must hold."""
+    must hold, ``preset`` the script's overrides of SpeedrunConfig (its help shows the defaults they give)."""
+    from cnnjax.train.speedrun import SpeedrunConfig
+
+    d = SpeedrunConfig(**(preset or {}))
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=DEFAULT_DATA, help=f"folder holding {files} (default ../shared/data "
                    "or $CNNJAX_SHARED_DATA)")
@@ -45,12 +48,13 @@ def parser(description: str, files: str, *, cache: bool = True) -> argparse.Argu
         p.add_argument("--cache", default=None, help="an .npz file for the decoded arrays (read if present, "
                        "else written)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--epochs", type=float, default=None, help="default: the recipe's 9.9")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's 1024")
-    p.add_argument("--widths", type=int, nargs=3, default=None, help="default: 64 256 256")
+    p.add_argument("--epochs", type=float, default=None, help=f"default: the recipe's {d.epochs:g}")
+    p.add_argument("--batch-size", type=int, default=None, help=f"default: the recipe's {d.batch_size}")
+    p.add_argument("--widths", type=int, nargs=3, default=None,
+                   help=f"default: {' '.join(str(w) for w in d.widths)}")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--loop", default="auto", choices=["auto", "scan", "step"])
-    p.add_argument("--tta-level", type=int, default=None, choices=[0, 1, 2], help="default: 2")
+    p.add_argument("--tta-level", type=int, default=None, choices=[0, 1, 2], help=f"default: {d.tta_level}")
     p.add_argument("--train-limit", type=int, default=None, help="read only the first N training images "
                    "(CIFAR-10: N/10 per class, and the test split cut to the same count per class): CPU smoke runs")
     p.add_argument("--warmup", type=int, default=0, help="untimed, unreported runs before the seeds")
@@ -119,8 +123,9 @@ def machine() -> dict:
     import jax
 
     device = jax.devices()[0]
-    return {"cpu": _common.cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
-            "device": getattr(device, "device_kind", str(device)), "python": platform.python_version()}
+    return {"cpu": _common.cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__,
+            "backend": jax.default_backend(), "device": getattr(device, "device_kind", str(device)),
+            "python": platform.python_version()}
 
 
 def mean_std(values):
@@ -131,8 +136,8 @@ def mean_std(values):
 
 
 def table(runs, info) -> str:
-    lines = [f"{info.get('dataset', 'CIFAR-10')} speedrun, {info['device']} ({info['backend']}), jax {info['jax']}; "
-             f"{info['n_train']} train / {info['n_test']} test images, {info['epochs']} epochs, "
+    lines = [f"{info.get('dataset', 'CIFAR-10')} speedrun, {info['device']} ({info['backend']}), "
+             f"jax {info['jax']}; {info['n_train']} train / {info['n_test']} test images, {info['epochs']} epochs, "
              f"dtype {info['dtype']}, loop {runs[0]['loop'] if runs else '?'}, TTA level {info['tta_level']}",
              "",
              "| seed | test acc | test acc (TTA) | train s | compile s |",

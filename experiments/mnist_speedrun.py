@@ -64,7 +64,9 @@ def synthetic(n_train=1024, n_test=256, seed=0):
 
 
 def parse_args(argv=None):
-    return cifar_speedrun.parser(__doc__, "mnist/*-ubyte.gz", cache=False).parse_args(argv)
+    from cnnjax.train.speedrun import MNIST
+
+    return cifar_speedrun.parser(__doc__, "mnist/*-ubyte.gz", cache=False, preset=MNIST).parse_args(argv)
 
 
 def main(argv=None) -> dict:

@@ -150,8 +150,9 @@ class SpeedrunNet(nn.Module):
       dtype: computation dtype (``None``: float32; ``jnp.bfloat16`` for GPUs); parameters in ``param_dtype``.
 
     ``apply(variables, x, train)`` with ``x (batch, h, w, c)`` float (any ``c``; the whitening conv has
-    ``8c`` filters, :func:`whiten_width`), ``h, w >= 17`` (three halvings after the 2x2 conv), returns float32 logits ``(batch, num_classes)``. Parameter names: ``whiten``, ``block{i}_conv{j}``,
-    ``block{i}_norm{j}`` (i = 1..3, j = 1..2), ``head``.
+    ``8c`` filters, :func:`whiten_width`), ``h, w >= 17`` (three halvings after the 2x2 conv), returns float32
+    logits ``(batch, num_classes)``. Parameter names: ``whiten``, ``block{i}_conv{j}``, ``block{i}_norm{j}``
+    (i = 1..3, j = 1..2), ``head``.
     """
 
     widths: Sequence[int] = (64, 256, 256)
@@ -167,7 +168,8 @@ class SpeedrunNet(nn.Module):
         widths = _check_widths(self.widths, "SpeedrunNet")
         if jnp.ndim(x) != 4 or min(x.shape[1:3]) < 17:
             raise ValueError(
-                f"SpeedrunNet: input of shape {tuple(jnp.shape(x))}; it needs (batch, h, w, channels) with h, w >= 17.")
+                f"SpeedrunNet: input of shape {tuple(jnp.shape(x))}; it needs (batch, h, w, channels) with "
+                f"h, w >= 17.")
         dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         conv = functools.partial(Conv2D, kernel_size=3, padding="same", use_bias=False,
                                  kernel_init=identity_conv_init, **dtypes)

@@ -22,7 +22,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "unroll_probe", "PROBE_STEPS", "SCAN_PROBE_STEPS", "FORMS"]
+__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "unroll_probe", "PROBE_STEPS",
+           "SCAN_PROBE_STEPS", "FORMS"]
 
 FORMS = ("step", "scan", "unroll")
 
