@@ -114,10 +114,10 @@ def unused_input(size: int, kernel_size: int, strides: int = 1, padding="valid",
 def _split_shape(input_shape, n, fmt, fn):
     input_shape = tuple(input_shape)
     if len(input_shape) != n + 2:
-        last, first = _args.layout_names(fmt, n)[0], None
+        layout = _args.layout_names(fmt, n)[0]
         raise ValueError(
             f"{fn}: input of shape {input_shape} has rank {len(input_shape)}, but a {n}-D op needs rank "
-            f"{n + 2} (batch, {n} spatial axes, channels: {last if fmt == 'channels_last' else _args._RANK_NAMES[n][1]}).")
+            f"{n + 2} (batch, {n} spatial axes, channels: {layout}).")
     if fmt == "channels_last":
         return input_shape[0], input_shape[1:-1], input_shape[-1]
     return input_shape[0], input_shape[2:], input_shape[1]
