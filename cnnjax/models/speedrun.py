@@ -24,7 +24,9 @@ Each idea, and why:
   first conv of each block: three downsamplings keep the FLOPs small (most work happens at 15x15 and below).
 * **Identity ("dirac") init**: the first ``min(in, out)`` filters of every 3x3 conv start as the identity map
   (the rest uniform in ``+-1/sqrt(fan_in)``, PyTorch's default), so that each block starts near a pass-through and
-  the signal reaches the head from the first step.
+  the signal reaches the head from the first step. Not for digits (``identity_init=False``, MNIST's recipe): a
+  pass-through keeps the black background's near-constant channels unmixed, BatchNorm's tiny-std division then
+  makes the gradients huge cancelling terms, and bfloat16 training fails.
 * **BatchNorm** with momentum 0.6 (Keras convention, ``running = 0.6 * running + 0.4 * batch``: the running
   statistics follow the fast-moving weights of a ~100-step run), ``epsilon = 1e-12``, a trainable bias and no
   scale (``scale=False``; the scale is redundant before GELU + BN in the next layer, and without it the network
@@ -52,7 +54,7 @@ import numpy as np
 from cnnjax.layers import BatchNormalization, Conv2D, Dense, GlobalMaxPooling2D, MaxPooling2D
 
 __all__ = ["SpeedrunNet", "speedrun", "whitening_kernel", "patch_covariance", "with_whitening",
-           "identity_conv_init", "whiten_width", "WHITEN_WIDTH", "speedrun_mnist", "MNIST_WIDTHS"]
+           "identity_conv_init", "uniform_conv_init", "whiten_width", "WHITEN_WIDTH", "speedrun_mnist", "MNIST_WIDTHS"]
 
 _PATCH = 2                   # the whitening conv's kernel size
 
@@ -121,12 +123,18 @@ def with_whitening(params, kernel):
     return dict(params, whiten=whiten)
 
 
-def identity_conv_init(key, shape, dtype=jnp.float32):
-    """PyTorch's default conv init (uniform in ``+-1/sqrt(fan_in)``, ``fan_in = kh * kw * in``), with the first
-    ``min(in, out)`` output filters replaced by the identity (a 1 at the centre tap of their own input channel)."""
-    kh, kw, cin, cout = shape
+def uniform_conv_init(key, shape, dtype=jnp.float32):
+    """PyTorch's default conv init: uniform in ``+-1/sqrt(fan_in)``, ``fan_in = kh * kw * in`` (HWIO ``shape``)."""
+    kh, kw, cin, _ = shape
     bound = 1.0 / np.sqrt(kh * kw * cin)
-    kernel = jax.random.uniform(key, shape, dtype, -bound, bound)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def identity_conv_init(key, shape, dtype=jnp.float32):
+    """:func:`uniform_conv_init` with the first ``min(in, out)`` output filters replaced by the identity (a 1 at
+    the centre tap of their own input channel)."""
+    kh, kw, cin, cout = shape
+    kernel = uniform_conv_init(key, shape, dtype)
     m = min(cin, cout)
     eye = jnp.zeros((kh, kw, cin, m), dtype).at[kh // 2, kw // 2].set(jnp.eye(cin, m, dtype=dtype))
     return kernel.at[..., :m].set(eye)
@@ -147,6 +155,9 @@ class SpeedrunNet(nn.Module):
       num_classes: outputs of the bias-free head.
       logit_scale: the fixed factor on the logits (1/9 in the paper).
       bn_momentum, bn_epsilon: BatchNormalization's (Keras convention).
+      identity_init: start the 3x3 convs as identity maps (:func:`identity_conv_init`, the default, as in the
+        paper); ``False``: all filters :func:`uniform_conv_init` (the MNIST recipe's choice, see
+        ``cnnjax.train.speedrun.MNIST``).
       dtype: computation dtype (``None``: float32; ``jnp.bfloat16`` for GPUs); parameters in ``param_dtype``.
 
     ``apply(variables, x, train)`` with ``x (batch, h, w, c)`` float (any ``c``; the whitening conv has
@@ -160,6 +171,7 @@ class SpeedrunNet(nn.Module):
     logit_scale: float = 1.0 / 9.0
     bn_momentum: float = 0.6
     bn_epsilon: float = 1e-12
+    identity_init: bool = True
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
@@ -172,7 +184,8 @@ class SpeedrunNet(nn.Module):
                 f"h, w >= 17.")
         dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         conv = functools.partial(Conv2D, kernel_size=3, padding="same", use_bias=False,
-                                 kernel_init=identity_conv_init, **dtypes)
+                                 kernel_init=identity_conv_init if self.identity_init else uniform_conv_init,
+                                 **dtypes)
         norm = functools.partial(BatchNormalization, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                                  scale=False, **dtypes)
         x = Conv2D(whiten_width(x.shape[-1]), _PATCH, padding="valid", use_bias=True, name="whiten", **dtypes)(x)
@@ -192,5 +205,6 @@ class SpeedrunNet(nn.Module):
 speedrun = functools.partial(SpeedrunNet, widths=(64, 256, 256))
 
 MNIST_WIDTHS = (32, 64, 64)      # the MNIST recipe's (cnnjax.train.speedrun.MNIST)
-# The same network for 28x28x1 digits: 8 whitening filters, 27x27 -> 13x13 -> 6x6 -> 3x3.
-speedrun_mnist = functools.partial(SpeedrunNet, widths=MNIST_WIDTHS)
+# The same network for 28x28x1 digits: 8 whitening filters, 27x27 -> 13x13 -> 6x6 -> 3x3, uniform init (see
+# identity_init).
+speedrun_mnist = functools.partial(SpeedrunNet, widths=MNIST_WIDTHS, identity_init=False)
