@@ -146,6 +146,10 @@ def test_lr_schedule_values():
     steps = jnp.array([0, 10, 25, 40, 100, 130])
     expected = [0.2, 0.2 + 0.8 * 10 / 25, 1.0, 60 / 75, 0.0, 0.0]
     np.testing.assert_allclose(lr_factor(steps, 100, 0.25, 0.2), expected, rtol=1e-6)
+    # airbench94's warm-down ends at 0.07: 1 - 0.93 * (s - 25) / 75 after the warm-up, 0 past the last step
+    expected = [0.2, 0.2 + 0.8 * 10 / 25, 1.0, 1 - 0.93 * 15 / 75, 0.07, 0.0]
+    np.testing.assert_allclose(lr_factor(steps, 100, 0.25, 0.2, 0.07), expected, rtol=1e-6)
+    assert SpeedrunConfig().end_factor == 0.07 and MNIST["end_factor"] == 0.0
 
 
 def test_optimizer_groups_first_steps_by_hand():
