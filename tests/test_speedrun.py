@@ -178,6 +178,21 @@ def test_optimizer_groups_first_steps_by_hand():
     np.testing.assert_allclose(updates["block1_norm1"]["bias"], shrink, rtol=1e-5)
 
 
+def test_optimizer_schedule_ends_at_the_end_factor():
+    """At step ``total_steps`` the lr is ``end_factor`` of the peak (momentum 0 and no decay: the update is
+    -lr * g)."""
+    params = {"block1_conv1": {"kernel": jnp.zeros((2,))}}
+    grads = {"block1_conv1": {"kernel": jnp.ones((2,))}}
+    lr = 11.5 * 1024 / 2048                     # kilostep = 1024 * (1 + 1 / (1 - 0)) = 2048
+    for end in (0.07, 0.5):
+        config = SpeedrunConfig(momentum=0.0, weight_decay=0.0, warmup=0.25, end_factor=end)
+        opt = make_optimizer(config, total_steps=4, steps_per_epoch=4)
+        state = opt.init(params)
+        for _ in range(5):                      # steps 0..4; step 4 = total_steps, the schedule's end
+            updates, state = opt.update(grads, state, params)
+        np.testing.assert_allclose(updates["block1_conv1"]["kernel"], -lr * end, rtol=1e-5)
+
+
 def test_translate_and_alternating_flip():
     x = jnp.arange(4 * 6 * 6 * 1, dtype=jnp.int32).reshape(4, 6, 6, 1).astype(jnp.uint8)
     out = np.asarray(translate(jax.random.key(3), x, 2))

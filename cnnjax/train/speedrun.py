@@ -91,7 +91,7 @@ class SpeedrunConfig:
     label_smoothing: float = 0.2      # mass spread uniformly over the classes
     warmup: float = 0.23              # fraction of the steps of linear warm-up
     start_factor: float = 0.2         # lr factor at step 0
-    end_factor: float = 0.07          # lr factor at the last step
+    end_factor: float = 0.07          # lr factor at the end of the warm-down (step total_steps)
     whiten_bias_epochs: float = 3.0   # epochs during which the whitening bias trains
     whiten_eps: float = 5e-4          # added to the patch eigenvalues (normalised-pixel units squared)
     whiten_images: int = 5000         # training images used for the whitening and normalisation statistics
