@@ -1,6 +1,7 @@
 """Shared plumbing of the lecture experiment scripts (conv_basics, lecture_models, dnn_vs_cnn, image_folder):
 options, data (full sets through `cnnjax.data.load`, `--quick` subsets straight from the files), timing and the
-results table. Not a script; the scripts import it from their own folder."""
+results table; also the decoded-array cache of the speed scripts (`cached_arrays`). Not a script; the scripts import
+it from their own folder."""
 from __future__ import annotations
 
 import argparse
@@ -102,3 +103,17 @@ def write_results(out: str, rows: list[dict], *, columns: list[str]) -> str:
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(table + "\n")
     return table
+
+
+def cached_arrays(path: str, make, names=("x_train", "y_train", "x_test", "y_test")) -> tuple:
+    """``make()``'s arrays, kept in the ``.npz`` file ``path``: read from it when it exists, else made and written
+    whole (a temporary file, then renamed), so that a killed run never leaves a torn cache behind."""
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return tuple(f[name] for name in names)
+    arrays = tuple(make())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(partial, **dict(zip(names, arrays)))
+    os.replace(partial, path)
+    return arrays

@@ -47,6 +47,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import _common  # noqa: E402
 import bench_peers  # noqa: E402
 
 DEFAULT_DATA = os.environ.get("CNNJAX_BENCH_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
@@ -79,18 +80,11 @@ def load_data(dataset, data_dir, synthetic=0, cache_dir=None):
         xte, yte = read_idx_pair(os.path.join(d, "t10k-images-idx3-ubyte.gz"),
                                  os.path.join(d, "t10k-labels-idx1-ubyte.gz"))
         return xtr, ytr, xte, yte
-    cache = os.path.join(cache_dir, "cifar10.npz") if cache_dir else None
-    if cache and os.path.exists(cache):
-        with np.load(cache) as f:
-            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-    splits = read_cifar10(os.path.join(data_dir, "cifar10-jpeg.tar.xz"), progress=False)
-    arrays = (*splits["train"], *splits["test"])
-    if cache:
-        os.makedirs(cache_dir, exist_ok=True)
-        partial = f"{cache}.{os.getpid()}.tmp.npz"          # written whole, then renamed: never a torn file
-        np.savez(partial, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
-        os.replace(partial, cache)
-    return arrays
+    def decode():
+        splits = read_cifar10(os.path.join(data_dir, "cifar10-jpeg.tar.xz"), progress=False)
+        return (*splits["train"], *splits["test"])
+
+    return _common.cached_arrays(os.path.join(cache_dir, "cifar10.npz"), decode) if cache_dir else decode()
 
 
 # --- FLOPs and the matmul ceiling ------------------------------------------------------------------------------

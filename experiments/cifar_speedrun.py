@@ -89,24 +89,24 @@ def parse_args(argv=None):
 
 
 def load_cifar10(data_dir: str, train_limit=None, cache=None):
-    """(x_train, y_train, x_test, y_test): uint8 NHWC and int32 labels, decoded with PIL from the JPEG archive."""
-    if cache and os.path.exists(cache) and train_limit is None:
-        with np.load(cache) as f:
-            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    """(x_train, y_train, x_test, y_test): uint8 NHWC and int32 labels, decoded with PIL from the JPEG archive;
+    ``cache``: an .npz file that keeps the full decoded set (not used with ``train_limit``)."""
     path = os.path.join(data_dir, ARCHIVE)
-    if not os.path.exists(path):
-        raise SystemExit(f"cifar_speedrun: no {ARCHIVE} in --data-dir {data_dir!r}. Point --data-dir at the folder "
-                         f"holding it (../shared/data here; on the GPU machine copy it into an ignored folder of "
-                         f"the checkout, e.g. .data/, and carry it).")
-    from cnnjax.data import read_cifar10
-    per_class = None if train_limit is None else max(1, math.ceil(train_limit / 10))
-    splits = read_cifar10(path, limit_per_class=per_class, progress=False)
-    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
-    if train_limit is not None:
-        x_train, y_train = x_train[:train_limit], y_train[:train_limit]
-    elif cache:
-        np.savez(cache, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32)
+
+    def decode():
+        if not os.path.exists(path):
+            raise SystemExit(f"cifar_speedrun: no {ARCHIVE} in --data-dir {data_dir!r}. Point --data-dir at the "
+                             f"folder holding it (../shared/data here; on the GPU machine copy it into an ignored "
+                             f"folder of the checkout, e.g. .data/, and carry it).")
+        from cnnjax.data import read_cifar10
+        per_class = None if train_limit is None else max(1, math.ceil(train_limit / 10))
+        splits = read_cifar10(path, limit_per_class=per_class, progress=False)
+        (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
+        if train_limit is not None:
+            x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+        return x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32)
+
+    return _common.cached_arrays(cache, decode) if cache and train_limit is None else decode()
 
 
 def synthetic(n_train=1024, n_test=256, seed=0):

@@ -8,7 +8,6 @@ Keras), whatever the data format. Output size per spatial axis (see :mod:`cnnjax
 """
 from __future__ import annotations
 
-
 import jax.numpy as jnp
 from jax import lax
 
