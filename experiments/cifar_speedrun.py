@@ -135,10 +135,18 @@ def mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _loop_text(run) -> str:
+    """``scan`` or, where loop="auto" timed both forms, ``scan (auto: step 1,234 / scan 5,678 img/s)``."""
+    probe = run.get("loop_probe")
+    if not probe:
+        return run["loop"]
+    return f"{run['loop']} (auto: step {probe['step']:,.0f} / scan {probe['scan']:,.0f} img/s)"
+
+
 def table(runs, info) -> str:
     lines = [f"{info.get('dataset', 'CIFAR-10')} speedrun, {info['device']} ({info['backend']}), "
              f"jax {info['jax']}; {info['n_train']} train / {info['n_test']} test images, {info['epochs']} epochs, "
-             f"dtype {info['dtype']}, loop {runs[0]['loop'] if runs else '?'}, TTA level {info['tta_level']}",
+             f"dtype {info['dtype']}, loop {_loop_text(runs[0]) if runs else '?'}, TTA level {info['tta_level']}",
              "",
              "| seed | test acc | test acc (TTA) | train s | compile s |",
              "| ---: | ---: | ---: | ---: | ---: |"]

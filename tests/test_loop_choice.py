@@ -127,3 +127,46 @@ def test_a_clearly_slow_chunk_form_is_called_once(monkeypatch):
                                          batch_size=16)
     assert calls == [loop_choice.SCAN_PROBE_STEPS]
     assert loop_choice.choose(measured) == "step" and measured["scan"] < measured["step"] / 3
+
+
+def _fake_forms(step_s, scan_step_s):
+    """run_steps/scan_of for measure_step_and_scan whose steps sleep: per step `step_s`, per scanned step
+    `scan_step_s`; `log` records each call (("step", k), ("compile", k), ("scan", k))."""
+    log = []
+
+    def run_steps(k):
+        log.append(("step", k))
+        time.sleep(step_s * k)
+        return np.zeros(())
+
+    def scan_of(k):
+        log.append(("compile", k))
+
+        def run():
+            log.append(("scan", k))
+            time.sleep(scan_step_s * k)
+            return np.zeros(())
+        return run
+
+    return run_steps, scan_of, log
+
+
+@pytest.mark.parametrize("step_s, scan_step_s, expected", [(0.02, 0.005, "scan"), (0.01, 0.04, "step")])
+def test_measure_step_and_scan_times_both_and_choose_keeps_the_faster(step_s, scan_step_s, expected):
+    run_steps, scan_of, log = _fake_forms(step_s, scan_step_s)
+    measured = loop_choice.measure_step_and_scan(run_steps, scan_of, images_per_step=100, most_steps=50,
+                                                 seconds=0.1)
+    k = measured["steps"]
+    assert 0.5 * 0.1 / step_s <= k <= 0.1 / step_s + 1                  # about 0.1 s of per-step calls
+    assert measured["step"] == pytest.approx(100 / step_s, rel=0.5)       # (sleeps overshoot under load)
+    assert measured["scan"] == pytest.approx(100 / scan_step_s, rel=0.5)
+    assert loop_choice.choose(measured) == expected
+    assert log[:3] == [("step", 1), ("step", k), ("compile", k)]
+    # a scan that may win is run twice (its first run may hold one-time costs); a clearly slower one once
+    assert log[3:] == ([("scan", k)] * 2 if expected == "scan" else [("scan", k)])
+
+
+def test_measure_step_and_scan_stays_within_the_epoch():
+    run_steps, scan_of, log = _fake_forms(0.001, 0.001)
+    measured = loop_choice.measure_step_and_scan(run_steps, scan_of, images_per_step=8, most_steps=5, seconds=1.0)
+    assert measured["steps"] == 5 and ("compile", 5) in log      # never more steps than an epoch holds

@@ -8,6 +8,7 @@ import pytest
 from cnnjax import functional as F
 from cnnjax.models.speedrun import SpeedrunNet, identity_conv_init, whiten_width, whitening_kernel
 from cnnjax.params import count_variables
+from cnnjax.train import loop_choice
 from cnnjax.train.speedrun import (MNIST, SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
                                    lr_factor, make_optimizer, train_speedrun, translate, tta_logits)
 
@@ -339,6 +340,9 @@ def test_tiny_training_run_learns():
     result = train_speedrun(x[:512], y[:512], x[512:], y[512:], epochs=4, batch_size=128, widths=(8, 16, 16),
                             tta_level=1, seed=0)
     assert result["steps"] == 16 and result["loop"] in ("step", "scan")
+    probe = result["loop_probe"]                     # loop="auto" timed both forms and ran the faster
+    assert probe["chosen"] == result["loop"] == loop_choice.choose(probe)
+    assert probe["step"] > 0 and probe["scan"] > 0 and 2 <= probe["steps"] <= 4
     losses = result["train_loss"]
     assert losses[-1] < losses[0] < np.log(10) + 0.1
     assert result["test_acc"] > 0.8 and result["test_acc_tta"] > 0.8      # chance: 0.5
@@ -390,6 +394,7 @@ def test_scan_epoch_matches_the_step_loop():
     scan = train_speedrun(x[:256], y[:256], x[256:], y[256:], loop="scan", **kwargs)
     step = train_speedrun(x[:256], y[:256], x[256:], y[256:], loop="step", **kwargs)
     assert scan["steps"] == step["steps"] == 6 and scan["loop"] == "scan"
+    assert scan["loop_probe"] is None and step["loop_probe"] is None     # a loop asked for is not timed
     for a, b in zip(jax.tree_util.tree_leaves(scan["state"].params), jax.tree_util.tree_leaves(step["state"].params)):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
     np.testing.assert_allclose(scan["train_loss"], step["train_loss"], rtol=1e-4)

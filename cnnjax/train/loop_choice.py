@@ -1,4 +1,5 @@
-"""Which loop form trains fastest on this machine: measured at the start of `fit(loop="auto")`, not assumed.
+"""Which loop form trains fastest on this machine: measured at the start of `fit(loop="auto")` (and of
+`train_speedrun(loop="auto")`, :func:`measure_step_and_scan`), not assumed.
 
 The three forms compute the same steps: ``"step"`` dispatches one jitted step per batch; ``"scan"`` runs a
 chunk of steps in one jitted ``lax.scan``; ``"unroll"`` runs a short chunk (:func:`unroll_steps`, <= 8) as one
@@ -16,20 +17,22 @@ per-step training is not run again); the training state itself is not touched.
 """
 from __future__ import annotations
 
+import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "choose", "chunk_steps", "unroll_steps", "unroll_probe", "PROBE_STEPS",
-           "SCAN_PROBE_STEPS", "FORMS"]
+__all__ = ["measure_loops", "measure_step_and_scan", "choose", "chunk_steps", "unroll_steps", "unroll_probe",
+           "PROBE_STEPS", "SCAN_PROBE_STEPS", "PROBE_SECONDS", "FORMS"]
 
 FORMS = ("step", "scan", "unroll")
 
 PROBE_STEPS = 4          # timed steps of the per-step form
 SCAN_PROBE_STEPS = 2     # steps of the scan probe's call (a slow scan costs its warm-up call at most twice this)
 COMPILE_ALLOWANCE_S = 10.0   # what a warm-up call may spend compiling before its run counts as slow
+PROBE_SECONDS = 0.25     # what measure_step_and_scan aims to spend timing the per-step form
 
 
 def _fresh(placed):
@@ -89,6 +92,42 @@ def _time_chunk(fn, strategy, placed, data, step_s) -> float:
     state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))
     jax.block_until_ready(m)
     return (time.perf_counter() - t0) / len(data)
+
+
+def measure_step_and_scan(run_steps: Callable[[int], Any], scan_of: Callable[[int], Callable[[], Any]], *,
+                          images_per_step: int, most_steps: int, seconds: float = PROBE_SECONDS) -> dict:
+    """Training images/s of the per-step form and of a scan, for a trainer with its own step and scan functions
+    (`cnnjax.train.speedrun`'s; :func:`measure_loops` is `fit`'s).
+
+    run_steps(k): dispatches k per-step calls (already compiled) and returns what to block on.
+    scan_of(k): compiles a scan of k steps and returns a zero-argument callable that runs it once.
+    One per-step call first (its time sets k: about `seconds` of steps, between 2 and `most_steps`), then k
+    timed per-step calls, then the k-step scan: compiled (``compile_seconds``, apart), run once, and run a second
+    time only when the first run (which may hold one-time costs) was within 1.5x of the per-step form, since
+    otherwise it cannot win (XLA:CPU's slow scans of convolutions cost several steps' time each).
+    Returns ``{"step": img/s, "scan": img/s, "steps": k, "seconds": wall time less compilation,
+    "compile_seconds": the scan's compilation}``.
+    """
+    t_begin = time.perf_counter()
+    jax.block_until_ready(run_steps(1))
+    first = time.perf_counter() - t_begin
+    k = int(min(most_steps, max(2, math.ceil(seconds / max(first, 1e-6)))))
+    t0 = time.perf_counter()
+    jax.block_until_ready(run_steps(k))
+    step_s = (time.perf_counter() - t0) / k
+
+    t0 = time.perf_counter()
+    scan = scan_of(k)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(scan())
+    scan_s = time.perf_counter() - t0
+    if scan_s < 1.5 * step_s * k:
+        t0 = time.perf_counter()
+        jax.block_until_ready(scan())
+        scan_s = min(scan_s, time.perf_counter() - t0)
+    return {"step": images_per_step / step_s, "scan": images_per_step * k / scan_s, "steps": k,
+            "seconds": time.perf_counter() - t_begin - compile_s, "compile_seconds": compile_s}
 
 
 def choose(measured: dict) -> str:

@@ -36,16 +36,19 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   image; level 2 (default) averages that with the same average over the image translated by one pixel up-left
   and down-right (reflect padding), weights 1/2, 1/4, 1/4. With ``flip=False`` (digits, whose mirror images are
   other digits) the mirror views are left out, so only level 2's translations remain.
-* **One jitted function per epoch** (``loop="scan"``: a ``lax.scan`` over the steps) on accelerators; on
-  XLA:CPU a scan with convolutions in its body is several times slower (jax-ml/jax#12868), so ``loop="auto"``
-  runs one jitted step per batch there (``loop="step"``; the batch is still gathered on the device).
+* **One jitted function per epoch** (``loop="scan"``: a ``lax.scan`` over the steps) or one jitted step per
+  batch (``loop="step"``; the batch is still gathered on the device). The scan removes per-step dispatch, which
+  matters on accelerators, but on XLA:CPU a scan with convolutions in its body is several times slower
+  (jax-ml/jax#12868). So ``loop="auto"`` times both on this machine before the clock starts (a fraction of a
+  second of steps of each, :func:`cnnjax.train.loop_choice.measure_step_and_scan`) and keeps the faster.
 * **Precision**: ``dtype="bfloat16"`` computes the network in bfloat16 (the layers' ``dtype``), parameters,
   optimizer state, BN statistics, loss and logits stay float32.
 
 Timing: every jitted function is compiled ahead of time (``jax.jit(...).lower(...).compile()``) on the real
 shapes before the clock starts; ``train_seconds`` then covers, device-synchronised (``block_until_ready``), the
 normalisation statistics, the whitening kernel and all training steps, and nothing else (no evaluation; with
-``eval_each_epoch=True`` the clock is paused around each evaluation). ``compile_seconds`` is reported apart.
+``eval_each_epoch=True`` the clock is paused around each evaluation). ``compile_seconds`` is reported apart, and
+so is the time ``loop="auto"`` spends timing the two loop forms (``loop_probe["seconds"]``).
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ from cnnjax import functional as F
 from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, _check_widths, whitening_kernel, with_whitening
 
 from .host_memory import keep_freed_memory
+from .loop_choice import choose, measure_step_and_scan
 
 __all__ = ["SpeedrunConfig", "SpeedrunState", "train_speedrun", "lr_factor", "lookahead_decay_at",
            "lookahead_update", "tta_logits", "translate", "alternating_flip", "make_optimizer", "param_labels",
@@ -406,6 +410,29 @@ class _Recipe:
         return plain, jnp.sum(jnp.argmax(logits, -1) == labels)
 
 
+def _probe_loops(recipe, prepare, step_fn, perm_fn, scan_of, state, data0, key, epoch_len: int) -> dict:
+    """``loop="auto"``: the images/s of both loop forms on this machine (:func:`measure_step_and_scan`), on the
+    real data and state, none of it kept (the functions are pure; nothing is donated); adds ``"chosen"``."""
+    state, mean, std = prepare(state, data0.images)
+    data = data0._replace(mean=mean, std=std)
+    epoch0 = jnp.zeros((), jnp.int32)
+    perm = perm_fn(key)
+
+    def run_steps(k):
+        s = state
+        for i in range(k):
+            s = step_fn(s, data, perm, jnp.asarray(i, jnp.int32), epoch0, key)
+        return s
+
+    def scan_of_k(k):
+        fn = scan_of(k)
+        return lambda: fn(state, data, epoch0, key)
+
+    measured = measure_step_and_scan(run_steps, scan_of_k, images_per_step=recipe.config.batch_size,
+                                     most_steps=epoch_len)
+    return {**measured, "chosen": choose(measured)}
+
+
 def _check_split(images, labels, name: str, num_classes: int = 10):
     where = "train_speedrun"
     images = np.asarray(images) if not isinstance(images, jax.Array) else images
@@ -435,7 +462,7 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
       train_labels, test_labels: ``(n,)`` ints in ``[0, 10)``.
       seed: the PRNG seed (init, permutations, flips, translations).
       loop: ``"scan"`` (one jitted ``lax.scan`` per epoch), ``"step"`` (one jitted step per batch) or
-        ``"auto"`` (``"step"`` on CPU, ``"scan"`` elsewhere).
+        ``"auto"`` (the faster of the two, timed on this machine before the clock starts).
       progress: print one line per epoch (loss, time) to stderr; this synchronises each epoch.
       eval_each_epoch: also evaluate after every epoch (the clock is paused meanwhile).
       **overrides: any :class:`SpeedrunConfig` field, e.g. ``epochs=2, batch_size=256, widths=(16, 32, 32),
@@ -444,8 +471,10 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     Returns a dict: ``test_acc`` and ``test_acc_tta`` (fractions), ``tta_level``, ``train_seconds`` (see the
     module docstring), ``compile_seconds``, ``epochs``, ``steps``, ``train_loss`` (mean batch loss per epoch),
     ``per_epoch`` (dicts with ``epoch``, ``train_loss`` and, with ``progress`` or ``eval_each_epoch``, ``seconds``,
-    and with ``eval_each_epoch`` ``test_acc`` and ``test_acc_tta``), ``loop``, ``backend``, ``seed``, ``config``
-    (the fields as a dict) and ``state`` (the final :class:`SpeedrunState`; drop it before writing JSON).
+    and with ``eval_each_epoch`` ``test_acc`` and ``test_acc_tta``), ``loop`` (the form run), ``loop_probe``
+    (with ``loop="auto"``: what was timed, ``{"step": img/s, "scan": img/s, "steps", "seconds",
+    "compile_seconds", "chosen"}``; else None), ``backend``, ``seed``, ``config`` (the fields as a dict) and
+    ``state`` (the final :class:`SpeedrunState`; drop it before writing JSON).
     """
     where = "train_speedrun"
     fields = {f.name for f in dataclasses.fields(SpeedrunConfig)}
@@ -472,9 +501,6 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     backend = jax.default_backend()
     if backend == "cpu":
         keep_freed_memory()     # see host_memory.py
-    if loop == "auto":
-        loop = "step" if backend == "cpu" else "scan"
-
     recipe = _Recipe(config, n)
     spe, total = recipe.steps_per_epoch, recipe.total_steps
     epoch_steps = [min(spe, total - e * spe) for e in range(math.ceil(total / spe))]
@@ -490,15 +516,19 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     data0 = _Data(images, labels, flip_bits, stats0, stats0)
     epoch0 = jnp.zeros((), jnp.int32)
 
-    # Compile everything before the clock starts.
+    # Compile everything before the clock starts (and, with loop="auto", time both loop forms).
     t0 = time.perf_counter()
     prepare = jax.jit(recipe.prepare).lower(state, images).compile()
     finish = jax.jit(recipe.finish).lower(state).compile()
-    if loop == "scan":
-        epoch_fns = {s: jax.jit(recipe.epoch, static_argnames="steps").lower(state, data0, epoch0, key_run,
-                                                                             steps=s).compile()
-                     for s in sorted(set(epoch_steps))}
-    else:
+    scan_jit = jax.jit(recipe.epoch, static_argnames="steps")
+    epoch_fns = {}
+
+    def scan_of(steps):
+        if steps not in epoch_fns:
+            epoch_fns[steps] = scan_jit.lower(state, data0, epoch0, key_run, steps=steps).compile()
+        return epoch_fns[steps]
+
+    if loop != "scan":
         perm_fn = jax.jit(lambda k: jax.random.permutation(jax.random.fold_in(k, 0), n)).lower(key_run).compile()
         step_fn = jax.jit(recipe.step).lower(state, data0, jnp.zeros((n,), jnp.int32), epoch0, epoch0,
                                              key_run).compile()
@@ -506,6 +536,16 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     correct_fns = {b - a: jax.jit(recipe.correct).lower(state, test_x[a:b], test_y[a:b], stats0, stats0).compile()
                    for a, b in chunks}
     compile_seconds = time.perf_counter() - t0
+    probe = None
+    if loop == "auto":
+        probe = _probe_loops(recipe, prepare, step_fn, perm_fn, scan_of, state, data0, key_run, epoch_steps[0])
+        loop = probe["chosen"]
+        compile_seconds += probe["compile_seconds"]
+    if loop == "scan":
+        t0 = time.perf_counter()
+        for steps in sorted(set(epoch_steps)):
+            scan_of(steps)
+        compile_seconds += time.perf_counter() - t0
 
     def evaluate(st, mean, std):
         counts = [correct_fns[b - a](st, test_x[a:b], test_y[a:b], mean, std) for a, b in chunks]
@@ -556,4 +596,4 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     return {"test_acc": test_acc, "test_acc_tta": test_acc_tta, "tta_level": config.tta_level,
             "train_seconds": train_seconds, "compile_seconds": compile_seconds, "epochs": config.epochs,
             "steps": total, "train_loss": train_loss, "per_epoch": per_epoch, "loop": loop, "backend": backend,
-            "seed": int(seed), "config": dataclasses.asdict(config), "state": state}
+            "seed": int(seed), "config": dataclasses.asdict(config), "loop_probe": probe, "state": state}
