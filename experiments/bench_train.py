@@ -8,9 +8,10 @@ data of the model's input shape, Adam 1e-3, float32 unless --dtype is given.
     python experiments/bench_train.py --model mnist_cnn --batch-size 128 --steps 40 --repeats 3
 
 Prints `loop  images/s (mean ± std over repeats)`. Results on this project's 2-core CPU, jax 0.10.2, quiet machine
-(full table in README, section "train"): mnist_cnn batch 128: step 3,291 ± 121, scan 5,388 ± 503; fashion_cnn:
+(2026-11-23): mnist_cnn batch 128: step 3,291 ± 121, scan 5,388 ± 503; fashion_cnn:
 step 1,337 ± 62, scan 185 ± 5; resnet20 batch 32: step 116 ± 2, scan 8 ± 0 images/s. Convolution-heavy scans are
-slow on XLA:CPU (jax-ml/jax#12868), hence `fit(loop="auto")` = "step" on CPU.
+slow on XLA:CPU (jax-ml/jax#12868) and others are not, hence `fit(loop="auto")` and `train_speedrun(loop="auto")`
+time the forms instead of following a rule.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@
 #   GPU_RUN_QUICK=1 OUT=/tmp/gpu_run bash experiments/gpu_run.sh
 #
 # No install is needed on the device image (it has jax, flax, optax, chex, tqdm, pillow and a CUDA torch):
-# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; ~565 s in all):
+# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; ~555 s in all):
 #   1. GPU and versions                                                              5
 #   2. MNIST speedrun (cnnjax.train.speedrun.MNIST), f32, 3 seeds + 1 warm-up     110
 #   2b. the same in bf16, 3 seeds                                                   60

@@ -1,5 +1,5 @@
-"""fit(loop="auto"): the loop form is measured, the probe leaves the state alone, the choice survives a resume,
-and chunked scans compute exactly what per-step training computes."""
+"""fit(loop="auto") and the speedrun's measure_step_and_scan: the loop form is measured, the probe leaves the
+state alone, the choice survives a resume, and chunked scans compute exactly what per-step training computes."""
 import time
 
 import jax

@@ -388,7 +388,7 @@ def test_bad_data_raises_value_errors():
 
 @pytest.mark.slow
 def test_scan_epoch_matches_the_step_loop():
-    """loop="scan" (what GPUs run) and loop="step" draw the same batches and give the same weights."""
+    """loop="scan" (one jitted lax.scan per epoch) and loop="step" draw the same batches and give the same weights."""
     x, y = _two_easy_classes(256 + 64)
     kwargs = dict(epochs=1.5, batch_size=64, widths=(4, 8, 8), tta_level=0, seed=1)
     scan = train_speedrun(x[:256], y[:256], x[256:], y[256:], loop="scan", **kwargs)

@@ -13,7 +13,10 @@ with real batches of the run, and :func:`choose` keeps the fastest.
 
 Cost: one compilation of each form (the step's, and the unrolled chunk's at the run's length, are reused by the
 run) plus a few steps of each after its warm-up call (a form whose warm-up call already shows it 3x slower than
-per-step training is not run again); the training state itself is not touched.
+per-step training is not run again); the training state itself is not touched. :func:`measure_step_and_scan`
+(the speedrun trainer's) costs one per-step call, about ``PROBE_SECONDS`` of per-step calls (at least 2) and a
+scan of as many steps: its compilation (reused by the run only where that is an epoch's length) and one run, or
+two where the first is within 1.5x of the per-step form.
 """
 from __future__ import annotations
 

@@ -38,9 +38,10 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   other digits) the mirror views are left out, so only level 2's translations remain.
 * **One jitted function per epoch** (``loop="scan"``: a ``lax.scan`` over the steps) or one jitted step per
   batch (``loop="step"``; the batch is still gathered on the device). The scan removes per-step dispatch, which
-  matters on accelerators, but on XLA:CPU a scan with convolutions in its body is several times slower
-  (jax-ml/jax#12868). So ``loop="auto"`` times both on this machine before the clock starts (a fraction of a
-  second of steps of each, :func:`cnnjax.train.loop_choice.measure_step_and_scan`) and keeps the faster.
+  matters on accelerators, but on XLA:CPU a scan with convolutions in its body can be several times slower
+  (jax-ml/jax#12868; it depends on the model). So ``loop="auto"`` times both on this machine before the clock
+  starts (:func:`cnnjax.train.loop_choice.measure_step_and_scan`: about 0.25 s of per-step calls, at least 3,
+  then a scan of as many steps, run once or twice) and keeps the faster.
 * **Precision**: ``dtype="bfloat16"`` computes the network in bfloat16 (the layers' ``dtype``), parameters,
   optimizer state, BN statistics, loss and logits stay float32.
 
