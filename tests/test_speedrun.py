@@ -335,14 +335,17 @@ def test_fast_weights_train_between_lookahead_steps():
     np.testing.assert_array_equal(history[2][1], slow_after)                  # fast reset to the slow weights
 
 
-def test_tiny_training_run_learns():
+def test_tiny_training_run_learns(capsys):
     x, y = _two_easy_classes(512 + 128)
     result = train_speedrun(x[:512], y[:512], x[512:], y[512:], epochs=4, batch_size=128, widths=(8, 16, 16),
-                            tta_level=1, seed=0)
+                            tta_level=1, seed=0, progress=True)
     assert result["steps"] == 16 and result["loop"] in ("step", "scan")
     probe = result["loop_probe"]                     # loop="auto" timed both forms and ran the faster
     assert probe["chosen"] == result["loop"] == loop_choice.choose(probe)
     assert probe["step"] > 0 and probe["scan"] > 0 and 2 <= probe["steps"] <= 4
+    err = capsys.readouterr().err                    # progress=True shows the probe, then one line per epoch
+    assert f"loop='auto' measured {probe['step']:,.0f} images/s per step" in err
+    assert f"using {result['loop']!r}" in err and err.count("epoch ") == 4
     losses = result["train_loss"]
     assert losses[-1] < losses[0] < np.log(10) + 0.1
     assert result["test_acc"] > 0.8 and result["test_acc_tta"] > 0.8      # chance: 0.5
