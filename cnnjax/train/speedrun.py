@@ -41,7 +41,9 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   matters on accelerators, but on XLA:CPU a scan with convolutions in its body can be several times slower
   (jax-ml/jax#12868; it depends on the model). So ``loop="auto"`` times both on this machine before the clock
   starts (:func:`cnnjax.train.loop_choice.measure_step_and_scan`: about 0.25 s of per-step calls, at least 3,
-  then a scan of as many steps, run once or twice) and keeps the faster.
+  then a scan of as many steps, run once or twice) and keeps the faster. A slow scan makes the probe long: on
+  the 2-core CPU of experiments/SPEED.md the full CIFAR-10 network ran 202 images/s per step and 9 in a scan,
+  and its probe took 254 s; ``loop="step"`` skips it.
 * **Precision**: ``dtype="bfloat16"`` computes the network in bfloat16 (the layers' ``dtype``), parameters,
   optimizer state, BN statistics, loss and logits stay float32.
 
