@@ -143,10 +143,16 @@ def _loop_text(run) -> str:
     return f"{run['loop']} (auto: step {probe['step']:,.0f} / scan {probe['scan']:,.0f} img/s)"
 
 
+def _scale_text(runs) -> str:
+    scale = runs[0].get("loss_scale", 1.0) if runs else 1.0
+    return f" (loss scale {scale:g})" if scale != 1.0 else ""
+
+
 def table(runs, info) -> str:
     lines = [f"{info.get('dataset', 'CIFAR-10')} speedrun, {info['device']} ({info['backend']}), "
              f"jax {info['jax']}; {info['n_train']} train / {info['n_test']} test images, {info['epochs']} epochs, "
-             f"dtype {info['dtype']}, loop {_loop_text(runs[0]) if runs else '?'}, TTA level {info['tta_level']}",
+             f"dtype {info['dtype']}{_scale_text(runs)}, loop {_loop_text(runs[0]) if runs else '?'}, "
+             f"TTA level {info['tta_level']}",
              "",
              "| seed | test acc | test acc (TTA) | train s | compile s |",
              "| ---: | ---: | ---: | ---: | ---: |"]

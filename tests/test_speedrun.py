@@ -10,7 +10,8 @@ from cnnjax.models.speedrun import SpeedrunNet, identity_conv_init, whiten_width
 from cnnjax.params import count_variables
 from cnnjax.train import loop_choice
 from cnnjax.train.speedrun import (MNIST, SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
-                                   lr_factor, make_optimizer, train_speedrun, translate, tta_logits)
+                                   loss_scale_of, lr_factor, make_optimizer, train_speedrun, translate,
+                                   tta_logits)
 
 
 def _patches_numpy(x):
@@ -298,6 +299,67 @@ def test_mnist_recipe_bfloat16_gradients_track_float32():
     assert identity["whiten"] > 1e3 * f32["whiten"]
 
 
+def _init_gradients(x, y, variants, widths=(8, 16, 16)):
+    """For each dict of config overrides in ``variants``: the float32 gradients (flat ``{path: array}``, the
+    frozen whitening kernel left out) of the first batch, all from the same initial state (parameters are
+    float32 in every dtype). Traced with plain ``lax`` ops: the CPU's batch-chunked kernel gradients compile
+    several times slower, and the rounding studied here is the same in every form."""
+    from cnnjax.train.speedrun import _normalise, _Recipe
+
+    base = dict(widths=widths, batch_size=len(x))
+    out = []
+    with F.plain_lax():
+        first = _Recipe(SpeedrunConfig(**base), len(x))
+        state = jax.jit(first.init)(jax.random.key(0), jnp.zeros((1, *x.shape[1:]), jnp.float32))
+        state, mean, std = jax.jit(first.prepare)(state, jnp.asarray(x))
+        for overrides in variants:
+            recipe = _Recipe(SpeedrunConfig(**base, **overrides), len(x))
+            batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
+            _, grads = jax.jit(recipe.grad)(state.params, state.batch_stats, batch, jnp.asarray(y))
+            out.append({f"{layer}/{name}": np.asarray(g, np.float64) for layer, leaves in grads.items()
+                        for name, g in leaves.items() if (layer, name) != ("whiten", "kernel")})
+    return out
+
+
+def _cifar_like(n=256, size=20):
+    x = np.clip(_correlated_images(n=n, size=size, seed=1) * 120 + 60, 0, 255).astype(np.uint8)
+    return x, (np.arange(n) % 10).astype(np.int32)
+
+
+def test_loss_scale_defaults():
+    assert loss_scale_of(SpeedrunConfig(dtype="float16")) == 1024.0      # batch_size: the summed loss
+    assert loss_scale_of(SpeedrunConfig(dtype="float16", batch_size=512)) == 512.0
+    assert loss_scale_of(SpeedrunConfig(dtype="bfloat16")) == 1.0
+    assert loss_scale_of(SpeedrunConfig()) == 1.0
+    assert loss_scale_of(SpeedrunConfig(dtype="float16", loss_scale=8.0)) == 8.0
+
+
+def test_power_of_two_loss_scale_changes_no_float32_rounding():
+    x, y = _cifar_like(n=64, size=17)
+    plain, scaled = _init_gradients(x, y, [{}, dict(loss_scale=1024.0)], widths=(4, 8, 8))
+    for name in plain:
+        np.testing.assert_array_equal(scaled[name], plain[name], err_msg=name)
+
+
+def test_float16_loss_scale_keeps_the_small_gradients():
+    """float16's smallest normal number is 6e-5: the batch-mean loss's backward signals (~1/batch of the summed
+    loss's) fall into its subnormals, where few bits are left, and the later BatchNorm biases' gradients come
+    out 15-20% off float32's (measured). The default scale (the batch size) lifts them back: ~2% off."""
+    x, y = _cifar_like()
+    exact, unscaled, scaled = _init_gradients(x, y, [{}, dict(dtype="float16", loss_scale=1.0),
+                                                     dict(dtype="float16")])
+
+    def error(g, name):
+        return np.linalg.norm(g[name] - exact[name]) / np.linalg.norm(exact[name])
+
+    for name in ("block2_norm1/bias", "block2_norm2/bias"):
+        assert error(unscaled, name) > 0.1, (name, error(unscaled, name))
+        assert error(scaled, name) < error(unscaled, name) / 4, (name, error(scaled, name), error(unscaled, name))
+    for name in exact:
+        if name != "whiten/bias":   # a sum of cancelling terms, far off f32's in every low precision
+            assert error(scaled, name) <= 1.1 * error(unscaled, name), name
+
+
 def test_uniform_init_has_no_identity_filters():
     net = SpeedrunNet(widths=(8, 8, 8), identity_init=False)
     params = net.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
@@ -364,6 +426,7 @@ def test_tiny_training_run_learns(capsys):
     (dict(label_smoothing=1.0), "label_smoothing=1.0"),
     (dict(bn_epsilon=0.0), "bn_epsilon=0.0 must be > 0"),
     (dict(identity_init="no"), "identity_init='no' must be True or False"),
+    (dict(loss_scale=-1.0), "loss_scale=-1.0 must be a number >= 0"),
 ])
 def test_bad_arguments_raise_value_errors(kwargs, match):
     x, y = _two_easy_classes(64)

@@ -44,8 +44,15 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   then a scan of as many steps, run once or twice) and keeps the faster. A slow scan makes the probe long: on
   the 2-core CPU of experiments/SPEED.md the full CIFAR-10 network ran 202 images/s per step and 9 in a scan,
   and its probe took 254 s; ``loop="step"`` skips it.
-* **Precision**: ``dtype="bfloat16"`` computes the network in bfloat16 (the layers' ``dtype``), parameters,
-  optimizer state, BN statistics, loss and logits stay float32.
+* **Precision**: ``dtype="bfloat16"`` (or ``"float16"``) computes the network in that dtype (the layers'
+  ``dtype``); parameters, optimizer state, BN statistics and arithmetic, loss and logits stay float32.
+  airbench94 computes in float16 (BatchNorm in float32). float16 has 3 more mantissa bits than bfloat16 but
+  the exponent range of ``6e-8 .. 65504``: the batch-mean loss's backward signals (``~1 / batch_size`` of the
+  summed loss's) fall into its subnormals. So for float16 the backward pass runs on the loss times
+  ``loss_scale`` (``batch_size`` by default: the summed loss's gradients, as in airbench94) and the float32
+  gradients are divided by it again. A power-of-two scale changes no rounding in float32 or bfloat16 (their
+  default scale is 1). The scale is static: a run whose scaled signals overflow float16 gets non-finite
+  gradients, as airbench94's would.
 
 Timing: every jitted function is compiled ahead of time (``jax.jit(...).lower(...).compile()``) on the real
 shapes before the clock starts; ``train_seconds`` then covers, device-synchronised (``block_until_ready``), the
@@ -74,6 +81,7 @@ from .loop_choice import choose, measure_step_and_scan
 
 __all__ = ["SpeedrunConfig", "SpeedrunState", "train_speedrun", "lr_factor", "lookahead_decay_at",
            "lookahead_update", "tta_logits", "translate", "alternating_flip", "make_optimizer", "param_labels",
+           "loss_scale_of",
            "LOOPS", "DTYPES", "MNIST"]
 
 LOOPS = ("auto", "scan", "step")
@@ -114,6 +122,8 @@ class SpeedrunConfig:
     bn_epsilon: float = 1e-12         # added to the batch variance (activation units squared)
     identity_init: bool = True        # 3x3 convs start as identity maps (False: PyTorch's uniform init)
     dtype: str = "float32"            # computation dtype: float32, bfloat16 or float16
+    loss_scale: float = 0.0           # the loss is multiplied by it for the backward pass, the gradients divided
+                                      # by it (0: automatic, batch_size for float16, else 1; see the docstring)
     eval_batch: int = 2000            # test images per evaluation call
 
     def check(self, where: str = "SpeedrunConfig") -> "SpeedrunConfig":
@@ -137,7 +147,7 @@ class SpeedrunConfig:
                 bad(name, "must be an int >= 1")
         if not number("momentum") or not 0 <= self.momentum < 1:
             bad("momentum", "must lie in [0, 1)")
-        for name in ("weight_decay", "whiten_bias_epochs", "whiten_eps", "bn_epsilon"):
+        for name in ("weight_decay", "whiten_bias_epochs", "whiten_eps", "bn_epsilon", "loss_scale"):
             if not number(name) or getattr(self, name) < 0:
                 bad(name, "must be a number >= 0")
         for name in ("whiten_eps", "bn_epsilon"):
@@ -315,6 +325,14 @@ class _Data(NamedTuple):
     std: jax.Array       # (c,) float32
 
 
+def loss_scale_of(config: SpeedrunConfig) -> float:
+    """The loss scale a run uses: ``config.loss_scale``, or where that is 0, ``batch_size`` for float16 (the
+    summed loss's gradients, as airbench94 computes them) and 1 for float32 and bfloat16."""
+    if config.loss_scale:
+        return float(config.loss_scale)
+    return float(config.batch_size) if config.dtype == "float16" else 1.0
+
+
 def _normalise(images_u8, mean, std, dtype):
     """``(images / 255 - mean) / std`` per channel (last axis), in ``dtype``."""
     mean, std = mean.reshape(1, 1, 1, -1), std.reshape(1, 1, 1, -1)
@@ -333,6 +351,7 @@ class _Recipe:
         self.steps_per_epoch = n // config.batch_size
         self.total_steps = math.ceil(config.epochs * self.steps_per_epoch)
         self.optimizer = make_optimizer(config, self.total_steps, self.steps_per_epoch)
+        self.loss_scale = loss_scale_of(config)
 
     def init(self, key, sample):
         variables = self.model.init(key, sample, train=False)
@@ -357,6 +376,20 @@ class _Recipe:
         loss = jnp.mean(F.softmax_cross_entropy(logits, y, label_smoothing=self.config.label_smoothing))
         return loss, updates["batch_stats"]
 
+    def grad(self, params, stats, x, y):
+        """``((loss, new batch_stats), d loss / d params)``; the backward pass runs on ``loss * loss_scale``
+        and the (float32) gradients are divided by it again."""
+        scale = self.loss_scale
+        if scale == 1.0:
+            return jax.value_and_grad(self.loss, has_aux=True)(params, stats, x, y)
+
+        def scaled(p):
+            loss, new_stats = self.loss(p, stats, x, y)
+            return loss * scale, (loss, new_stats)
+
+        (_, aux), grads = jax.value_and_grad(scaled, has_aux=True)(params)
+        return aux, jax.tree_util.tree_map(lambda g: g / scale, grads)
+
     def step(self, state: SpeedrunState, data: _Data, perm, i, epoch, key):
         """One training step on batch ``i`` of the epoch's permutation ``perm``."""
         c = self.config
@@ -367,7 +400,7 @@ class _Recipe:
             x = alternating_flip(x, jnp.take(data.flip_bits, idx), epoch)
         x = translate(jax.random.fold_in(key, i), x, c.translate)
         x = _normalise(x, data.mean, data.std, self.dtype)
-        (loss, stats), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state.batch_stats, x, y)
+        (loss, stats), grads = self.grad(state.params, state.batch_stats, x, y)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         step = state.step + 1
@@ -477,7 +510,8 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     ``per_epoch`` (dicts with ``epoch``, ``train_loss`` and, with ``progress`` or ``eval_each_epoch``, ``seconds``,
     and with ``eval_each_epoch`` ``test_acc`` and ``test_acc_tta``), ``loop`` (the form run), ``loop_probe``
     (with ``loop="auto"``: what was timed, ``{"step": img/s, "scan": img/s, "steps", "seconds",
-    "compile_seconds", "chosen"}``; else None), ``backend``, ``seed``, ``config`` (the fields as a dict) and
+    "compile_seconds", "chosen"}``; else None), ``backend``, ``seed``, ``config`` (the fields as a dict),
+    ``loss_scale`` (the one used, :func:`loss_scale_of`) and
     ``state`` (the final :class:`SpeedrunState`; drop it before writing JSON).
     """
     where = "train_speedrun"
@@ -604,4 +638,5 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
     return {"test_acc": test_acc, "test_acc_tta": test_acc_tta, "tta_level": config.tta_level,
             "train_seconds": train_seconds, "compile_seconds": compile_seconds, "epochs": config.epochs,
             "steps": total, "train_loss": train_loss, "per_epoch": per_epoch, "loop": loop, "backend": backend,
-            "seed": int(seed), "config": dataclasses.asdict(config), "loop_probe": probe, "state": state}
+            "seed": int(seed), "config": dataclasses.asdict(config), "loss_scale": recipe.loss_scale,
+            "loop_probe": probe, "state": state}
