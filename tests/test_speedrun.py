@@ -329,6 +329,7 @@ def _cifar_like(n=256, size=20):
 def test_loss_scale_defaults():
     assert loss_scale_of(SpeedrunConfig(dtype="float16")) == 1024.0      # batch_size: the summed loss
     assert loss_scale_of(SpeedrunConfig(dtype="float16", batch_size=512)) == 512.0
+    assert loss_scale_of(SpeedrunConfig(dtype="float16", batch_size=1000)) == 512.0   # a power of two
     assert loss_scale_of(SpeedrunConfig(dtype="bfloat16")) == 1.0
     assert loss_scale_of(SpeedrunConfig()) == 1.0
     assert loss_scale_of(SpeedrunConfig(dtype="float16", loss_scale=8.0)) == 8.0
@@ -506,3 +507,16 @@ def test_experiment_script_quick_bfloat16(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["info"]["dtype"] == "bfloat16" and len(saved["runs"]) == 1
     assert 0.0 <= summary["test_acc_tta_mean"] <= 1.0 and "| mean ± std |" in summary["markdown"]
+
+
+def test_precision_script_quick(tmp_path):
+    import json
+
+    script = _script("speedrun_precision")
+    out = tmp_path / "precision.json"
+    summary = script.main(["--quick", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["loss_scales"] == {"float32": 1.0, "bfloat16": 1.0, "float16_unscaled": 1.0, "float16": 32.0}
+    assert len(saved["rows"]) == 14 and "whiten/kernel" not in {r["param"] for r in saved["rows"]}
+    assert all(r["norm"] > 0 and r["float16"] >= 0 for r in saved["rows"])
+    assert "| median |" in summary["markdown"] and "float16, loss x 32" in summary["markdown"]

@@ -49,10 +49,10 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   airbench94 computes in float16 (BatchNorm in float32). float16 has 3 more mantissa bits than bfloat16 but
   the exponent range of ``6e-8 .. 65504``: the batch-mean loss's backward signals (``~1 / batch_size`` of the
   summed loss's) fall into its subnormals. So for float16 the backward pass runs on the loss times
-  ``loss_scale`` (``batch_size`` by default: the summed loss's gradients, as in airbench94) and the float32
-  gradients are divided by it again. A power-of-two scale changes no rounding in float32 or bfloat16 (their
-  default scale is 1). The scale is static: a run whose scaled signals overflow float16 gets non-finite
-  gradients, as airbench94's would.
+  ``loss_scale`` (by default ``batch_size`` rounded down to a power of two: the summed loss's gradients, as in
+  airbench94), and the float32 gradients are divided by it again. A power-of-two scale changes no rounding in
+  float32 or bfloat16 (their default scale is 1). The scale is static: a run whose scaled signals overflow
+  float16 gets non-finite gradients, as airbench94's would.
 
 Timing: every jitted function is compiled ahead of time (``jax.jit(...).lower(...).compile()``) on the real
 shapes before the clock starts; ``train_seconds`` then covers, device-synchronised (``block_until_ready``), the
@@ -123,7 +123,7 @@ class SpeedrunConfig:
     identity_init: bool = True        # 3x3 convs start as identity maps (False: PyTorch's uniform init)
     dtype: str = "float32"            # computation dtype: float32, bfloat16 or float16
     loss_scale: float = 0.0           # the loss is multiplied by it for the backward pass, the gradients divided
-                                      # by it (0: automatic, batch_size for float16, else 1; see the docstring)
+                                      # by it (0: automatic, ~batch_size for float16, else 1: loss_scale_of)
     eval_batch: int = 2000            # test images per evaluation call
 
     def check(self, where: str = "SpeedrunConfig") -> "SpeedrunConfig":
@@ -326,11 +326,12 @@ class _Data(NamedTuple):
 
 
 def loss_scale_of(config: SpeedrunConfig) -> float:
-    """The loss scale a run uses: ``config.loss_scale``, or where that is 0, ``batch_size`` for float16 (the
-    summed loss's gradients, as airbench94 computes them) and 1 for float32 and bfloat16."""
+    """The loss scale a run uses: ``config.loss_scale``, or where that is 0, for float16 the largest power of
+    two <= ``batch_size`` (1024 at the default batch: the summed loss's gradients, as airbench94 computes them;
+    a power of two, so that scaling and unscaling round nothing), and 1 for float32 and bfloat16."""
     if config.loss_scale:
         return float(config.loss_scale)
-    return float(config.batch_size) if config.dtype == "float16" else 1.0
+    return float(2 ** (int(config.batch_size).bit_length() - 1)) if config.dtype == "float16" else 1.0
 
 
 def _normalise(images_u8, mean, std, dtype):
