@@ -1,9 +1,11 @@
 """CIFAR-10 speedrun: cnnjax's airbench-style trainer (cnnjax.train.speedrun), several seeds, one table.
 
 Target (issue 7): on one H100, reach airbench94's 90.66% mean test accuracy (with test-time flips; the JPEG copy
-of CIFAR-10 in ../shared/data) in less than its 2.34 s of training. Each seed is one full run: data put on the
-device as uint8, every jitted function compiled ahead of time, then the clock runs (device-synchronised) over the
-normalisation statistics, the whitening kernel and all training steps; evaluation is not timed.
+of CIFAR-10 in ../shared/data) in less than its 2.34 s. Each seed is one full run: data put on the device as
+uint8, every jitted function compiled ahead of time, then the clock runs (device-synchronised) over the
+normalisation statistics, the whitening kernel and all training steps (``train s``), and then over the final
+evaluation with test-time augmentation (``eval s``). ``total s`` is their sum: airbench94's clock, which also
+counts its TTA evaluation, so that is the column to hold against 2.34 s.
 
     python experiments/cifar_speedrun.py --quick                                   # synthetic data, seconds
     python experiments/cifar_speedrun.py --train-limit 2000 --epochs 2 --seeds 0   # CPU smoke run, real data
@@ -11,7 +13,7 @@ normalisation statistics, the whitening kernel and all training steps; evaluatio
 
 Reads CIFAR-10 with numpy/PIL only (no TensorFlow needed: the GPU machine has none) from
 ``DATA_DIR/cifar10-jpeg.tar.xz``; ``--cache FILE.npz`` keeps the decoded arrays for the next run. Prints a
-markdown table (per seed: accuracy, accuracy with TTA, training seconds, compile seconds; mean ± std) and writes
+markdown table (per seed: accuracy, accuracy with TTA, train, eval, total and compile seconds; mean ± std) and writes
 it with the machine, versions and configuration as JSON to ``--out``.
 """
 from __future__ import annotations
@@ -154,15 +156,18 @@ def table(runs, info) -> str:
              f"dtype {info['dtype']}{_scale_text(runs)}, loop {_loop_text(runs[0]) if runs else '?'}, "
              f"TTA level {info['tta_level']}",
              "",
-             "| seed | test acc | test acc (TTA) | train s | compile s |",
-             "| ---: | ---: | ---: | ---: | ---: |"]
+             "| seed | test acc | test acc (TTA) | train s | eval s | total s | compile s |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
         lines.append(f"| {r['seed']} | {100 * r['test_acc']:.2f}% | {100 * r['test_acc_tta']:.2f}% | "
-                     f"{r['train_seconds']:.3f} | {r['compile_seconds']:.1f} |")
+                     f"{r['train_seconds']:.3f} | {r['eval_seconds']:.3f} | {r['total_seconds']:.3f} | "
+                     f"{r['compile_seconds']:.1f} |")
     if runs:
-        acc, tta, sec = (mean_std(r[k] for r in runs) for k in ("test_acc", "test_acc_tta", "train_seconds"))
+        acc, tta, sec, ev, tot = (mean_std(r[k] for r in runs) for k in (
+            "test_acc", "test_acc_tta", "train_seconds", "eval_seconds", "total_seconds"))
         lines.append(f"| mean ± std | {100 * acc[0]:.2f} ± {100 * acc[1]:.2f}% | {100 * tta[0]:.2f} ± "
-                     f"{100 * tta[1]:.2f}% | {sec[0]:.3f} ± {sec[1]:.3f} | |")
+                     f"{100 * tta[1]:.2f}% | {sec[0]:.3f} ± {sec[1]:.3f} | {ev[0]:.3f} ± {ev[1]:.3f} | "
+                     f"{tot[0]:.3f} ± {tot[1]:.3f} | |")
         if info.get("target") is not None:
             key = "test_acc_tta" if info.get("tta_level") else "test_acc"
             hits = sum(r[key] >= info["target"] for r in runs)
@@ -216,7 +221,8 @@ def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target
         result.pop("state")
         runs.append(result)
         print(f"seed {seed}: test acc {100 * result['test_acc']:.2f}%, with TTA {100 * result['test_acc_tta']:.2f}%"
-              f", train {result['train_seconds']:.3f} s (compile {result['compile_seconds']:.1f} s)",
+              f", train {result['train_seconds']:.3f} s + eval {result['eval_seconds']:.3f} s (compile "
+              f"{result['compile_seconds']:.1f} s)",
               file=sys.stderr, flush=True)
     config = runs[0]["config"] if runs else {}
     info = dict(machine(), dataset=dataset, n_train=len(x_train), n_test=len(x_test), epochs=config.get("epochs"),
@@ -226,7 +232,7 @@ def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target
     text = table(runs, info)
     print(text)
     summary = {"info": info, "runs": runs, "markdown": text}
-    for key in ("test_acc", "test_acc_tta", "train_seconds"):
+    for key in ("test_acc", "test_acc_tta", "train_seconds", "eval_seconds", "total_seconds"):
         summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std(r[key] for r in runs)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -123,6 +123,10 @@ def test_tta_logits_are_the_mean_over_the_views():
     pair = [(f(v) + f(v[:, :, ::-1])) / 2 for v in (up_left, down_right)]
     np.testing.assert_allclose(tta_logits(f, x, 2), (plain + mirror) / 4 + pair[0] / 4 + pair[1] / 4,
                                rtol=1e-5, atol=1e-5)
+    for level in (0, 1, 2):                    # the plain logits come from the same batch of views
+        both = tta_logits(f, x, level, return_plain=True)
+        np.testing.assert_allclose(both[0], tta_logits(f, x, level), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(both[1], plain, rtol=1e-5, atol=1e-5)
     # mirror=False (digits): no mirror views; level 1 is level 0, level 2 the translations only
     np.testing.assert_allclose(tta_logits(f, x, 1, mirror=False), plain, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(tta_logits(f, x, 2, mirror=False),
@@ -412,7 +416,8 @@ def test_tiny_training_run_learns(capsys):
     losses = result["train_loss"]
     assert losses[-1] < losses[0] < np.log(10) + 0.1
     assert result["test_acc"] > 0.8 and result["test_acc_tta"] > 0.8      # chance: 0.5
-    assert result["train_seconds"] > 0
+    assert result["train_seconds"] > 0 and result["eval_seconds"] > 0    # airbench94's clock counts both
+    assert result["total_seconds"] == result["train_seconds"] + result["eval_seconds"]
 
 
 @pytest.mark.parametrize("kwargs, match", [

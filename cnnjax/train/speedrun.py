@@ -2,7 +2,7 @@
 seconds on a single GPU", 2024), written from the paper's description for :class:`cnnjax.models.speedrun.SpeedrunNet`.
 
     result = train_speedrun(x_train_u8, y_train, x_test_u8, y_test, seed=0, dtype="bfloat16")
-    result["test_acc_tta"], result["train_seconds"]
+    result["test_acc_tta"], result["total_seconds"]    # training + the final TTA evaluation
 
 Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas, each with why:
 
@@ -57,8 +57,12 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
 Timing: every jitted function is compiled ahead of time (``jax.jit(...).lower(...).compile()``) on the real
 shapes before the clock starts; ``train_seconds`` then covers, device-synchronised (``block_until_ready``), the
 normalisation statistics, the whitening kernel and all training steps, and nothing else (no evaluation; with
-``eval_each_epoch=True`` the clock is paused around each evaluation). ``compile_seconds`` is reported apart, and
-so is the time ``loop="auto"`` spends timing the two loop forms (``loop_probe["seconds"]``).
+``eval_each_epoch=True`` the clock is paused around each evaluation). ``eval_seconds`` is the final evaluation
+of the test split (with ``tta_level``'s views; the plain accuracy comes from the same batch), and
+``total_seconds`` their sum: **airbench94's clock** (its ``total_time_seconds`` adds the TTA evaluation to the
+whitening and training; its per-epoch evaluations are untimed), the figure to hold against its 2.34 s.
+``compile_seconds`` is reported apart, and so is the time ``loop="auto"`` spends timing the two loop forms
+(``loop_probe["seconds"]``).
 """
 from __future__ import annotations
 
@@ -239,17 +243,19 @@ def translate(key, images, pad: int):
     return _shift_select(rows, offsets[1], 2, w, 2 * pad + 1)
 
 
-def tta_logits(apply_fn: Callable, x, level: int = 2, mirror: bool = True):
+def tta_logits(apply_fn: Callable, x, level: int = 2, mirror: bool = True, return_plain: bool = False):
     """Test-time-augmented logits of the NHWC batch ``x`` (``apply_fn(x) -> logits``, in inference mode).
 
     level 0: ``f(x)``; level 1: ``m(x) = (f(x) + f(mirror(x))) / 2``; level 2: ``m(x) / 2 + (m(t_-(x)) +
     m(t_+(x))) / 4`` where ``t_-`` / ``t_+`` translate by one pixel up-left / down-right (reflect padding). All
     views go through ``apply_fn`` as one batch. ``mirror=False`` (for images that are not mirror-symmetric, such
     as digits; the trainer passes its ``flip``) leaves the mirror views out: ``m(x) = f(x)``, so level 1 is
-    level 0 and level 2 averages the translations only.
+    level 0 and level 2 averages the translations only. ``return_plain=True`` returns ``(logits, f(x))``, the
+    un-augmented logits taken from the same batch (no extra pass).
     """
     if level == 0 or (level == 1 and not mirror):
-        return apply_fn(x)
+        plain = apply_fn(x)
+        return (plain, plain) if return_plain else plain
     n, h, w, _ = x.shape
     views = [x]
     if level == 2:
@@ -264,8 +270,10 @@ def tta_logits(apply_fn: Callable, x, level: int = 2, mirror: bool = True):
     else:
         mirrored = logits
     if level == 1:
-        return mirrored[0]
-    return mirrored[0] / 2.0 + (mirrored[1] + mirrored[2]) / 4.0
+        out = mirrored[0]
+    else:
+        out = mirrored[0] / 2.0 + (mirrored[1] + mirrored[2]) / 4.0
+    return (out, logits[0]) if return_plain else out
 
 
 # ------------------------------------------------------------------------------------------------ optimizer
@@ -434,17 +442,15 @@ class _Recipe:
         return state._replace(params=fast[0], batch_stats=fast[1], slow=slow)
 
     def correct(self, state, images_u8, labels, mean, std):
-        """(correct without TTA, correct with ``tta_level``) on one test chunk."""
+        """(correct without TTA, correct with ``tta_level``) on one test chunk, from one batch of all the views
+        (the plain view is one of them)."""
         x = _normalise(images_u8, mean, std, self.dtype)
 
         def apply(v):
             return self.model.apply({"params": state.params, "batch_stats": state.batch_stats}, v, train=False)
 
-        plain = jnp.sum(jnp.argmax(apply(x), -1) == labels)
-        if self.config.tta_level == 0:
-            return plain, plain
-        logits = tta_logits(apply, x, self.config.tta_level, mirror=self.config.flip)
-        return plain, jnp.sum(jnp.argmax(logits, -1) == labels)
+        logits, plain = tta_logits(apply, x, self.config.tta_level, mirror=self.config.flip, return_plain=True)
+        return jnp.sum(jnp.argmax(plain, -1) == labels), jnp.sum(jnp.argmax(logits, -1) == labels)
 
 
 def _probe_loops(recipe, prepare, step_fn, perm_fn, scan_of, state, data0, key, epoch_len: int) -> dict:
@@ -506,8 +512,9 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
       **overrides: any :class:`SpeedrunConfig` field, e.g. ``epochs=2, batch_size=256, widths=(16, 32, 32),
         dtype="bfloat16"``.
 
-    Returns a dict: ``test_acc`` and ``test_acc_tta`` (fractions), ``tta_level``, ``train_seconds`` (see the
-    module docstring), ``compile_seconds``, ``epochs``, ``steps``, ``train_loss`` (mean batch loss per epoch),
+    Returns a dict: ``test_acc`` and ``test_acc_tta`` (fractions), ``tta_level``, ``train_seconds``,
+    ``eval_seconds`` and ``total_seconds`` (their sum, airbench94's clock; see the module docstring),
+    ``compile_seconds``, ``epochs``, ``steps``, ``train_loss`` (mean batch loss per epoch),
     ``per_epoch`` (dicts with ``epoch``, ``train_loss`` and, with ``progress`` or ``eval_each_epoch``, ``seconds``,
     and with ``eval_each_epoch`` ``test_acc`` and ``test_acc_tta``), ``loop`` (the form run), ``loop_probe``
     (with ``loop="auto"``: what was timed, ``{"step": img/s, "scan": img/s, "steps", "seconds",
@@ -635,9 +642,13 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
         per_epoch = [{"epoch": e + 1} for e in range(len(epoch_steps))]
     for row, loss in zip(per_epoch, train_loss):
         row["train_loss"] = loss
-    test_acc, test_acc_tta = evaluate(state, mean, std)
+    t_eval = time.perf_counter()
+    test_acc, test_acc_tta = evaluate(state, mean, std)      # ends with the counts on the host: synchronised
+    eval_seconds = time.perf_counter() - t_eval
     return {"test_acc": test_acc, "test_acc_tta": test_acc_tta, "tta_level": config.tta_level,
-            "train_seconds": train_seconds, "compile_seconds": compile_seconds, "epochs": config.epochs,
+            "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "total_seconds": train_seconds + eval_seconds, "compile_seconds": compile_seconds,
+            "epochs": config.epochs,
             "steps": total, "train_loss": train_loss, "per_epoch": per_epoch, "loop": loop, "backend": backend,
             "seed": int(seed), "config": dataclasses.asdict(config), "loss_scale": recipe.loss_scale,
             "loop_probe": probe, "state": state}
