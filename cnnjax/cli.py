@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=_fraction("--label-smoothing"), default=0.0,
                    help="label smoothing eps in [0, 1) (default 0)")
     t.add_argument("--dtype", choices=DTYPES, default="float32",
-                   help="compute dtype; params, loss and gradients stay float32 (default float32)")
+                   help="compute dtype; params, loss and gradients stay float32; float16 scales the loss by the "
+                   "batch for the backward pass (default float32)")
     t.add_argument("--seed", type=int, default=0, help="seed of initial weights, dropout and data order")
     t.add_argument("--parallel", choices=PARALLEL_MODES, default="none",
                    help="data parallelism over devices: none (jit on one device), pmap, or shard "

@@ -2,6 +2,7 @@
 non-finite losses and bad input. Tiny models (tests/test_parallel_worker.py) keep compiles short."""
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,6 +166,59 @@ def test_fit_bfloat16_compute_keeps_float32_params_and_tracks_float32_run():
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(s16.params))
     assert h16["loss"][0] == pytest.approx(h32["loss"][0], rel=2e-2)     # bf16 has ~3 significant digits
     assert h16["loss"][0] != h32["loss"][0]                               # ... and really ran in bf16
+
+
+class _QuietCNN(nn.Module):
+    """conv -> relu -> x 1e-3 -> dense: the conv's backward signals are ~1e-3 of the dense layer's, as in a deep
+    network, and the batch mean makes them ~1/B smaller again: in float16 they fall below 6e-5, its smallest
+    normal number."""
+    dtype: object = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.Conv(4, (3, 3), dtype=self.dtype)(x)) * 1e-3
+        return nn.Dense(3, dtype=self.dtype)(x.reshape(x.shape[0], -1))
+
+
+def test_float16_step_scales_the_loss_and_unscales_the_gradients():
+    from cnnjax.train.steps import loss_scale_for
+
+    assert loss_scale_for(jnp.float16, 256) == 256.0 and loss_scale_for("float16", 100) == 64.0
+    assert loss_scale_for(jnp.bfloat16, 256) == 1.0 and loss_scale_for(None, 256) == 1.0
+    x, y = toy_data(256)
+    tx = optax.sgd(1.0)                         # the update is minus the gradient
+    state = create_state(_QuietCNN(), tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(1))
+
+    def gradient(model, **kw):
+        new, metrics = jax.jit(make_train_step(model, tx, **kw))(state, x, y)
+        grads = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
+                             state.params, new.params)
+        return grads, float(metrics["loss"])
+
+    exact, loss32 = gradient(_QuietCNN())
+    scaled, loss16 = gradient(_QuietCNN(jnp.float16), dtype=jnp.float16)              # automatic: 256
+    unscaled, _ = gradient(_QuietCNN(jnp.float16), dtype=jnp.float16, loss_scale=1.0)
+    assert loss16 == pytest.approx(loss32, rel=1e-2)          # the reported loss is the unscaled mean
+
+    def error(g):
+        return np.linalg.norm(g["Conv_0"]["kernel"] - exact["Conv_0"]["kernel"]) / np.linalg.norm(
+            exact["Conv_0"]["kernel"])
+
+    assert error(unscaled) > 0.1 and error(scaled) < 0.02, (error(unscaled), error(scaled))
+    # a power-of-two scale rounds nothing in float32: the same update, bit for bit
+    same, _ = gradient(_QuietCNN(), loss_scale=1024.0)
+    jax.tree.map(np.testing.assert_array_equal, same, exact)
+    with pytest.raises(ValueError, match="loss_scale=0"):
+        make_train_step(_QuietCNN(), tx, loss_scale=0)
+
+
+def test_fit_float16_keeps_float32_params_and_tracks_float32_run():
+    x, y = toy_data(64)
+    kw = dict(optimizer="sgd", learning_rate=0.1, epochs=1, batch_size=32, progress=False)
+    s32, h32 = fit(TinyCNN(), (x, y), **kw)
+    s16, h16 = fit(TinyCNN(), (x, y), dtype="float16", **kw)
+    assert all(p.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(s16.params))
+    assert h16["loss"][0] == pytest.approx(h32["loss"][0], rel=5e-3)     # float16: ~3.3 significant digits
 
 
 def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):

@@ -125,7 +125,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     `momentum`, `nesterov`, `weight_decay`; schedules span ``epochs * (N // batch_size)`` steps) or any
     ``optax.GradientTransformation``.
     dtype: compute dtype (e.g. "bfloat16"): the model is cloned with ``dtype=`` and inputs cast; params, loss and
-    gradients stay float32.
+    gradients stay float32 (float16 also gets a static loss scale, `steps.loss_scale_for`).
     parallel: "none", "pmap" or "shard" (see `parallel.py`); batch_size is the global batch.
     ensemble / learning_rates: train N members at once with `vmap` (seeds differ; or member i uses
     learning_rates[i]); the returned state has a leading member axis.

@@ -7,6 +7,8 @@ Loss: mean over the batch of softmax cross-entropy in float32,
     loss = mean_i( -sum_c q_ic * log_softmax(logits_i)_c ),  q_i = (1 - eps) * onehot(y_i) + eps / C,
 with eps = `label_smoothing` (eps = 0 gives the usual -log p_{y_i}). Logits are cast to float32 before the loss
 whatever the compute dtype, so bfloat16 compute keeps a float32 loss and float32 gradients of float32 params.
+float16 compute also gets a static loss scale (:func:`loss_scale_for`): its exponent range is too narrow for
+the batch mean's small backward signals.
 """
 from __future__ import annotations
 
@@ -40,14 +42,32 @@ def _variables(state_params, batch_stats):
     return {"params": state_params, "batch_stats": batch_stats} if batch_stats else {"params": state_params}
 
 
+def loss_scale_for(dtype, batch: int) -> float:
+    """The static loss scale of a float16 step: the largest power of two <= ``batch`` (so the backward pass sees
+    the summed loss's signals: the batch mean's are ~1/batch of them and fall into float16's subnormals, below
+    6e-5); 1 for every other dtype. A power of two, so that scaling and unscaling round nothing."""
+    if dtype is None or jnp.dtype(dtype) != jnp.float16:
+        return 1.0
+    return float(2 ** (max(int(batch), 1).bit_length() - 1))
+
+
 def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
-                    dtype=None, axis_name: str | None = None) -> Callable:
+                    dtype=None, axis_name: str | None = None, loss_scale: float | None = None) -> Callable:
     """Return ``train_step(state, images[B,H,W,C], labels[B]) -> (state, {"loss", "accuracy"})``.
 
     The dropout key is ``fold_in(state.rng, state.step)``, further folded with the device index when
     `axis_name` is given (pmap), so every step and device draws fresh masks. With `axis_name`, gradients,
     loss, accuracy and new BatchNorm statistics are averaged over the axis (``lax.pmean``).
+
+    `loss_scale`: the backward pass runs on ``loss * loss_scale`` and the (float32) gradients are divided by it
+    again; None (the default) picks :func:`loss_scale_for` ``(dtype, B)``: B rounded down to a power of two for
+    float16, 1 otherwise (bfloat16 has float32's exponent range and needs none). Static, so a float16 step
+    whose scaled signals overflow gets non-finite gradients.
     """
+    if loss_scale is not None and not (isinstance(loss_scale, (int, float)) and 0 < loss_scale < float("inf")):
+        raise ValueError(f"make_train_step: loss_scale={loss_scale!r} must be a finite number > 0, or None "
+                         f"for the automatic scale.")
+
     def train_step(state: TrainState, images, labels):
         key = jax.random.fold_in(state.rng, state.step)
         if axis_name is not None:
@@ -64,9 +84,12 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
                 logits = model.apply(variables, x, train=True, rngs={"dropout": key})
                 new_stats = state.batch_stats
             loss = cross_entropy(logits, labels, label_smoothing).mean()
-            return loss, (logits, new_stats)
+            return (loss * scale if scale != 1.0 else loss), (loss, logits, new_stats)
 
-        (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        scale = loss_scale_for(dtype, images.shape[0]) if loss_scale is None else float(loss_scale)
+        (_, (loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if scale != 1.0:
+            grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
         accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
         if axis_name is not None:
             grads, loss, accuracy, new_stats = lax.pmean((grads, loss, accuracy, new_stats), axis_name)
