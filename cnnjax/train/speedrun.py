@@ -84,6 +84,7 @@ from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, _check_widths, whi
 
 from .host_memory import keep_freed_memory
 from .loop_choice import choose, measure_step_and_scan
+from .steps import loss_scale_for, scaled_value_and_grad
 
 __all__ = ["SpeedrunConfig", "SpeedrunState", "train_speedrun", "lr_factor", "lookahead_decay_at",
            "lookahead_update", "tta_logits", "translate", "alternating_flip", "make_optimizer", "param_labels",
@@ -341,7 +342,7 @@ def loss_scale_of(config: SpeedrunConfig) -> float:
     a power of two, so that scaling and unscaling round nothing), and 1 for float32 and bfloat16."""
     if config.loss_scale:
         return float(config.loss_scale)
-    return float(2 ** (int(config.batch_size).bit_length() - 1)) if config.dtype == "float16" else 1.0
+    return loss_scale_for(DTYPES[config.dtype], config.batch_size)
 
 
 def _normalise(images_u8, mean, std, dtype):
@@ -390,16 +391,7 @@ class _Recipe:
     def grad(self, params, stats, x, y):
         """``((loss, new batch_stats), d loss / d params)``; the backward pass runs on ``loss * loss_scale``
         and the (float32) gradients are divided by it again."""
-        scale = self.loss_scale
-        if scale == 1.0:
-            return jax.value_and_grad(self.loss, has_aux=True)(params, stats, x, y)
-
-        def scaled(p):
-            loss, new_stats = self.loss(p, stats, x, y)
-            return loss * scale, (loss, new_stats)
-
-        (_, aux), grads = jax.value_and_grad(scaled, has_aux=True)(params)
-        return aux, jax.tree_util.tree_map(lambda g: g / scale, grads)
+        return scaled_value_and_grad(self.loss, self.loss_scale)(params, stats, x, y)
 
     def step(self, state: SpeedrunState, data: _Data, perm, i, epoch, key):
         """One training step on batch ``i`` of the epoch's permutation ``perm``."""

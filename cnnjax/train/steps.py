@@ -51,6 +51,24 @@ def loss_scale_for(dtype, batch: int) -> float:
     return float(2 ** (max(int(batch), 1).bit_length() - 1))
 
 
+def scaled_value_and_grad(fn: Callable, scale: float) -> Callable:
+    """``jax.value_and_grad(fn, has_aux=True)`` (``fn(params, ...) -> (value, aux)``) with the backward pass run
+    on ``value * scale`` and the gradients divided by ``scale`` again; the value returned is unscaled. With
+    ``scale == 1`` it is ``jax.value_and_grad`` itself (the same program)."""
+    if scale == 1.0:
+        return jax.value_and_grad(fn, has_aux=True)
+
+    def scaled(*args):
+        value, aux = fn(*args)
+        return value * scale, (value, aux)
+
+    def value_and_grad(*args):
+        (_, (value, aux)), grads = jax.value_and_grad(scaled, has_aux=True)(*args)
+        return (value, aux), jax.tree_util.tree_map(lambda g: g / scale, grads)
+
+    return value_and_grad
+
+
 def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
                     dtype=None, axis_name: str | None = None, loss_scale: float | None = None) -> Callable:
     """Return ``train_step(state, images[B,H,W,C], labels[B]) -> (state, {"loss", "accuracy"})``.
@@ -84,12 +102,10 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
                 logits = model.apply(variables, x, train=True, rngs={"dropout": key})
                 new_stats = state.batch_stats
             loss = cross_entropy(logits, labels, label_smoothing).mean()
-            return (loss * scale if scale != 1.0 else loss), (loss, logits, new_stats)
+            return loss, (logits, new_stats)
 
         scale = loss_scale_for(dtype, images.shape[0]) if loss_scale is None else float(loss_scale)
-        (_, (loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        if scale != 1.0:
-            grads = jax.tree_util.tree_map(lambda g: g / scale, grads)
+        (loss, (logits, new_stats)), grads = scaled_value_and_grad(loss_fn, scale)(state.params)
         accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
         if axis_name is not None:
             grads, loss, accuracy, new_stats = lax.pmean((grads, loss, accuracy, new_stats), axis_name)
