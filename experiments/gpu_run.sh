@@ -18,6 +18,7 @@
 #      mnist_cnn, mnist_cnn2, cifar10_cnn, resnet20, flax_plain; matmul ceiling    150
 #   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      50
 #   6. CIFAR-10 speedrun, float16 compute (float32 weights; loss scale 1024), 5 seeds  70
+#   7. sections 3 and 6 against airbench94's runs (Welch's t; experiments/cifar_seeds.py)  <1
 # Section 6 comes last because it is a question, not a target row: does float16 compute, as in airbench94 (3 more
 # significand bits than bfloat16; the trainer scales the loss for it), move the accuracy of section 3? It skips
 # the warm-up run and the loop probe (--loop scan) to fit. If the earlier sections use their full limits, the
@@ -79,4 +80,10 @@ if [ -n "$Q" ]; then args="--quick --seeds 0 --dtype float16 --loop scan"; else
   args="--data-dir $DATA --seeds 0 1 2 3 4 --dtype float16 --loop scan --cache /tmp/cifar10.npz"; fi
 timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_fp16.json" 2>&1 \
   | grep -v -i warn | tee "$OUT/cifar_speedrun_fp16.log"
+section "7. CIFAR-10 seeds against airbench94 (by dtype, then both dtypes pooled)"
+jsons=$(ls "$OUT"/cifar_speedrun.json "$OUT"/cifar_speedrun_fp16.json 2>/dev/null)
+if [ -n "$jsons" ]; then
+  { $PY experiments/cifar_seeds.py $jsons && $PY experiments/cifar_seeds.py $jsons --ignore dtype loss_scale; } \
+    2>&1 | tee "$OUT/cifar_seeds.md"
+fi
 section "done"
