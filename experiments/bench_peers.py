@@ -323,9 +323,18 @@ class TorchLoop:
         self.model.load_state_dict(torch_model(self.name).state_dict())
         self._new_optimizer()
 
-    def step_rows(self, rows):
+    def step_at(self, order, start, batch):
+        """One step on the rows ``order[start:start + batch]``. ``order`` (a numpy index array) goes to the device
+        the first time it is seen and is sliced there, so a step copies nothing from the host: a copy from
+        pageable host memory would wait for the GPU to finish the previous step, losing the overlap of host and
+        device that CUDA graphs and asynchronous launches give."""
+        if getattr(self, "_order", None) is not order:
+            self._order = order
+            self._order_dev = self.torch.from_numpy(np.ascontiguousarray(order)).to(self.device)
+        return self._step(self._order_dev[start:start + batch])
+
+    def _step(self, idx):
         torch = self.torch
-        idx = torch.from_numpy(rows).to(self.device)
         self.model.train()
         x = self.x[idx].float() / 255.0
         logits = self.forward(x)

@@ -258,7 +258,7 @@ class TorchRunner:
         self.loop.reset(seed)
 
     def call(self, order, t, k):
-        return self.loop.step_rows(order[t * self.batch:(t + 1) * self.batch])
+        return self.loop.step_at(order, t * self.batch, self.batch)
 
     def sync(self, m):
         self.loop.sync(m)
@@ -388,11 +388,15 @@ def row_environment(malloc):
     return env
 
 
-def _row_in_subprocess(row, argv, malloc):
+def _row_in_subprocess(row, argv, malloc, timeout=None):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--rows", row, "--no-isolate", "--_result", path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=row_environment(malloc))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=row_environment(malloc), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.unlink(path)
+        return {"row": row, "error": [f"stopped after --row-timeout {timeout:g} s"]}
     try:
         if proc.returncode:
             return {"row": row, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
@@ -476,6 +480,8 @@ def parse_args(argv):
                    "next row or run")
     p.add_argument("--ceiling", action="store_true", help="measure the matmul ceiling (default: on GPU)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false", help="run all rows in this process")
+    p.add_argument("--row-timeout", type=float, default=None, help="stop a row's process after this many "
+                   "seconds and report it as an error (the other rows go on)")
     p.add_argument("--malloc", choices=["keep", "default"], default="keep",
                    help="glibc malloc settings of every row's process: 'keep' freed memory (what cnnjax's fit "
                         "sets on CPU; given to every framework), or glibc's 'default' for all (see row_environment)")
@@ -530,32 +536,41 @@ def main(argv=None):
         return datasets[ds]
 
     results = []
+    result = {"machine": machine_info(), "command": "python experiments/bench_speed.py " + " ".join(argv),
+              "settings": {k: v for k, v in vars(a).items() if not k.startswith("_")}, "rows": results,
+              "flops": {m: train_flops_per_image(m) for m in sorted({r.split(":")[1] for r in rows})}}
+    if a._result is None and (a.ceiling or backend == "gpu"):   # first: a run cut short still has it
+        result["ceiling"] = matmul_ceiling(4096 if backend == "cpu" else 8192)
     for row in rows:
         if a.isolate:
-            r = _row_in_subprocess(row, [x for x in argv if x != "--quick"] if not a.quick else argv, a.malloc)
+            r = _row_in_subprocess(row, [x for x in argv if x != "--quick"] if not a.quick else argv, a.malloc,
+                                   a.row_timeout)
         else:
             r = run_row(row, data_for(row.split(":")[1]), a)
         results.append(r)
         if a._result is None:
             print(f"# {row}: " + (f"{r['img_s']:,.0f} img/s" if "img_s" in r else f"error {r.get('error')}"),
                   file=sys.stderr, flush=True)
-    result = {"machine": machine_info(), "command": "python experiments/bench_speed.py " + " ".join(argv),
-              "settings": {k: v for k, v in vars(a).items() if not k.startswith("_")}, "rows": results,
-              "flops": {m: train_flops_per_image(m) for m in sorted({r.split(":")[1] for r in rows})}}
+            if a.out:                   # rewritten after every row: a run cut short keeps the rows it finished
+                _write_result(a.out, result)
     if a._result is not None:
         with open(a._result, "w") as f:
             json.dump(result, f)
         return result
-    if a.ceiling or backend == "gpu":
-        result["ceiling"] = matmul_ceiling(4096 if backend == "cpu" else 8192)
     text = markdown(result)
     print(text)
     if a.out:
-        with open(a.out + ".md", "w") as f:
-            f.write(text + "\n")
-        with open(a.out + ".json", "w") as f:
-            json.dump(result, f, indent=1)
+        _write_result(a.out, result, text)
     return result
+
+
+def _write_result(out, result, text=None):
+    """``OUT.json`` (and ``OUT.md``: the table so far), each written whole to a temporary file, then renamed."""
+    for suffix, body in ((".json", json.dumps(result, indent=1)), (".md", (text or markdown(result)) + "\n")):
+        partial = f"{out}{suffix}.tmp"
+        with open(partial, "w") as f:
+            f.write(body)
+        os.replace(partial, out + suffix)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ clock, which also counts its TTA evaluation, so that is the column to hold again
 
     python experiments/cifar_speedrun.py --quick                                   # synthetic data, seconds
     python experiments/cifar_speedrun.py --train-limit 2000 --epochs 2 --seeds 0   # CPU smoke run, real data
-    python experiments/cifar_speedrun.py --data-dir .data --seeds 0 1 2 3 4 --dtype bfloat16   # the GPU run
+    python experiments/cifar_speedrun.py --data-dir .data --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16  # GPU run
 
 Reads CIFAR-10 with numpy/PIL only (no TensorFlow needed: the GPU machine has none) from
 ``DATA_DIR/cifar10-jpeg.tar.xz``; ``--cache FILE.npz`` keeps the decoded arrays for the next run. Prints a
-markdown table (per seed: accuracy, accuracy with TTA, train, eval, total and compile seconds; mean ± std) and
-writes it with the machine, versions and configuration as JSON to ``--out``, rewritten after every seed.
+markdown table (per seed: accuracy, accuracy with TTA, train, eval, total and compile seconds, and whether the
+clock ran warm executables; mean ± std) and writes it with the machine, versions and configuration as JSON to ``--out``, rewritten after every seed.
 """
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def parser(description: str, files: str, *, cache: bool = True, preset=None) -> 
     p.add_argument("--tta-level", type=int, default=None, choices=[0, 1, 2], help=f"default: {d.tta_level}")
     p.add_argument("--train-limit", type=int, default=None, help="read only the first N training images "
                    "(CIFAR-10: N/10 per class, and the test split cut to the same count per class): CPU smoke runs")
-    p.add_argument("--warmup", type=int, default=0, help="untimed, unreported runs before the seeds")
+    p.add_argument("--warmup", type=int, default=0, help="untimed, unreported runs before the seeds; "
+                   "the seeds then reuse their compiled executables, already run once (the 'warm' column; on a GPU "
+                   "a first execution pays one-time costs that airbench94's timed runs do not), and loop=auto's choice")
     p.add_argument("--eval-each-epoch", action="store_true", help="also report test accuracy after each epoch")
     p.add_argument("--progress", action="store_true", help="one line per epoch on stderr")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny widths, 1 epoch: checks the script "
@@ -150,24 +152,30 @@ def _scale_text(runs) -> str:
     return f" (loss scale {scale:g})" if scale != 1.0 else ""
 
 
+def _warm_text(run) -> str:
+    """``yes`` where every executable on the clock had run before in the process (an untimed --warmup run does
+    that), ``no`` where the clock paid their first execution, ``?`` for runs from before the field."""
+    return {True: "yes", False: "no"}.get(run.get("warm"), "?")
+
+
 def table(runs, info) -> str:
     lines = [f"{info.get('dataset', 'CIFAR-10')} speedrun, {info['device']} ({info['backend']}), "
              f"jax {info['jax']}; {info['n_train']} train / {info['n_test']} test images, {info['epochs']} epochs, "
              f"dtype {info['dtype']}{_scale_text(runs)}, loop {_loop_text(runs[0]) if runs else '?'}, "
              f"TTA level {info['tta_level']}",
              "",
-             "| seed | test acc | test acc (TTA) | train s | eval s | total s | compile s |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| seed | test acc | test acc (TTA) | train s | eval s | total s | compile s | warm |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in runs:
         lines.append(f"| {r['seed']} | {100 * r['test_acc']:.2f}% | {100 * r['test_acc_tta']:.2f}% | "
                      f"{r['train_seconds']:.3f} | {r['eval_seconds']:.3f} | {r['total_seconds']:.3f} | "
-                     f"{r['compile_seconds']:.1f} |")
+                     f"{r['compile_seconds']:.1f} | {_warm_text(r)} |")
     if runs:
         acc, tta, sec, ev, tot = (mean_std(r[k] for r in runs) for k in (
             "test_acc", "test_acc_tta", "train_seconds", "eval_seconds", "total_seconds"))
         lines.append(f"| mean ± std | {100 * acc[0]:.2f} ± {100 * acc[1]:.2f}% | {100 * tta[0]:.2f} ± "
                      f"{100 * tta[1]:.2f}% | {sec[0]:.3f} ± {sec[1]:.3f} | {ev[0]:.3f} ± {ev[1]:.3f} | "
-                     f"{tot[0]:.3f} ± {tot[1]:.3f} | |")
+                     f"{tot[0]:.3f} ± {tot[1]:.3f} | | |")
         if info.get("target") is not None:
             key = "test_acc_tta" if info.get("tta_level") else "test_acc"
             hits = sum(r[key] >= info["target"] for r in runs)

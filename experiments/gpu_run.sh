@@ -13,16 +13,20 @@
 #   1. GPU and versions                                                              5
 #   2. MNIST speedrun (cnnjax.train.speedrun.MNIST), f32, 3 seeds + 1 warm-up     110
 #   2b. the same in bf16, 3 seeds                                                   60
-#   3. CIFAR-10 speedrun (airbench-style), bf16, 5 seeds + 1 warm-up               180
+#   3. CIFAR-10 speedrun (airbench-style), bf16, 5 seeds + 1 warm-up               150
 #   4. steady-state images/s: cnnjax scan (data on device) vs torch reduce-overhead,
 #      mnist_cnn, mnist_cnn2, cifar10_cnn, resnet20, flax_plain; matmul ceiling    150
+#      (the ceiling first, each row at most 45 s, the table and JSON rewritten after every row)
 #   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      50
-#   6. CIFAR-10 speedrun, float16 compute (float32 weights; loss scale 1024), 5 seeds  70
+#   6. CIFAR-10 speedrun, float16 compute (float32 weights; loss scale 1024), 5 seeds + 1 warm-up  100
 #   7. sections 3 and 6 against airbench94's runs (Welch's t; experiments/cifar_seeds.py)  <1
 # Section 6 comes last because it is a question, not a target row: does float16 compute, as in airbench94 (3 more
 # significand bits than bfloat16; the trainer scales the loss for it), move the accuracy of section 3? It skips
-# the warm-up run and the loop probe (--loop scan) to fit. If the earlier sections use their full limits, the
-# call's 600 s cut it short; its JSON is rewritten after every seed, so it keeps the seeds it finished.
+# the loop probe (--loop scan). If the earlier sections use their full limits, the call's 600 s cut it short;
+# its JSON is rewritten after every seed, so it keeps the seeds it finished.
+# Every speedrun section starts with an untimed warm-up run: the seeds after it reuse its compiled executables
+# (compiled once per process, not once per seed) and its loop choice, and their clocks run warm executables, as
+# airbench94's timed runs (all after its untimed first) do; the tables' "warm" column says so per seed.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
 # Each seed's run compiles the same programs again: the persistent cache serves them after the first
@@ -43,43 +47,44 @@ $PY -c "import sys, jax, flax, optax; print(sys.version.split()[0], 'jax', jax._
 
 section "2. MNIST speedrun"
 # float32 (TF32 on the GPU) and, in 2b, bfloat16: on the CPU both reach 99.3% (SPEED.md, "MNIST speedrun").
-if [ -n "$Q" ]; then args="--quick --seeds 0"; else args="--data-dir $DATA --seeds 0 1 2 --warmup 1"; fi
+if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1"; else args="--data-dir $DATA --seeds 0 1 2 --warmup 1"; fi
 timeout 110 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun.json" 2>&1 \
-  | grep -v -i warn | tee "$OUT/mnist_speedrun.log"
+  | grep --line-buffered -v -i warn | tee "$OUT/mnist_speedrun.log"
 
 section "2b. MNIST speedrun, bfloat16 (on the CPU 99.35 +- 0.02%, float32 99.34 +- 0.03%, 5 seeds each)"
-if [ -n "$Q" ]; then args="--quick --seeds 0 --dtype bfloat16"; else
+if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --dtype bfloat16"; else
   args="--data-dir $DATA --seeds 0 1 2 --warmup 1 --dtype bfloat16"; fi
 timeout 60 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun_bf16.json" 2>&1 \
-  | grep -v -i warn | tee "$OUT/mnist_speedrun_bf16.log"
+  | grep --line-buffered -v -i warn | tee "$OUT/mnist_speedrun_bf16.log"
 
 section "3. CIFAR-10 speedrun (bf16; on the CPU 90.54 +- 0.18% with TTA, 5 seeds)"
-if [ -n "$Q" ]; then args="--quick --seeds 0"; else
+if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1"; else
   args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --cache /tmp/cifar10.npz"; fi
-timeout 180 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun.json" 2>&1 \
-  | grep -v -i warn | tee "$OUT/cifar_speedrun.log"
+timeout 150 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun.json" 2>&1 \
+  | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun.log"
 
 section "4. steady-state images/s"
 rows=""
 for m in mnist_cnn mnist_cnn2 cifar10_cnn resnet20; do rows="$rows cnnjax:$m:scan390-dev torch:$m:compile-ro"; done
 rows="$rows cnnjax:flax_plain:scan468-dev"
 if [ -n "$Q" ]; then args="--quick --rows cnnjax:mnist_cnn:scan2-dev cnnjax:mnist_cnn:step"; else
-  args="--data-dir $DATA --cache-dir /tmp/cnnjax_bench_data --rows $rows --steps 390 --repeats 3 --ceiling"; fi
-timeout 150 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep -v -i warn \
+  args="--data-dir $DATA --cache-dir /tmp --rows $rows --steps 390 --repeats 3 --ceiling --row-timeout 45"; fi
+# (--cache-dir /tmp reads section 3's decoded /tmp/cifar10.npz instead of decoding the JPEGs again)
+timeout 150 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep --line-buffered -v -i warn \
   | tee "$OUT/steady.log"
 
 section "5. the scan anchor"
 if [ -d "$DATA/anchors" ] && [ -z "$Q" ]; then
-  (cd "$DATA/anchors" && SHARED_DATA="$(cd .. && pwd)" timeout 50 $PY mnist_jax.py --epochs 4 \
-    --models flax_plain --modes scan) 2>&1 | grep -v -i warn | tee "$OUT/anchor_mnist_jax.log"
+  (cd "$DATA/anchors" && SHARED_DATA="$(cd .. && pwd)" timeout 50 $PY mnist_jax.py --epochs 6 \
+    --models flax_plain --modes scan) 2>&1 | grep --line-buffered -v -i warn | tee "$OUT/anchor_mnist_jax.log"
 else
   echo "skipped (quick run, or no $DATA/anchors: copy ../shared/anchors there)" | tee "$OUT/anchor_mnist_jax.log"
 fi
 section "6. CIFAR-10 speedrun, float16 compute (as airbench94; SPEED.md, 'Precision')"
-if [ -n "$Q" ]; then args="--quick --seeds 0 --dtype float16 --loop scan"; else
-  args="--data-dir $DATA --seeds 0 1 2 3 4 --dtype float16 --loop scan --cache /tmp/cifar10.npz"; fi
-timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_fp16.json" 2>&1 \
-  | grep -v -i warn | tee "$OUT/cifar_speedrun_fp16.log"
+if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --dtype float16 --loop scan"; else
+  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype float16 --loop scan --cache /tmp/cifar10.npz"; fi
+timeout 100 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_fp16.json" 2>&1 \
+  | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun_fp16.log"
 section "7. CIFAR-10 seeds against airbench94 (by dtype, then both dtypes pooled)"
 jsons=$(ls "$OUT"/cifar_speedrun.json "$OUT"/cifar_speedrun_fp16.json 2>/dev/null)
 if [ -n "$jsons" ]; then

@@ -53,6 +53,24 @@ def test_quick_run_writes_markdown_and_json(bench, tmp_path):
     assert "| cnnjax | mnist_cnn | unroll2 |" in text and "5.33 M" in text
 
 
+def test_a_row_past_its_timeout_is_reported_and_the_rest_goes_on(bench, tmp_path, monkeypatch):
+    row = "cnnjax:mnist_cnn:step"
+    r = bench._row_in_subprocess(row, ["--quick", "--synthetic", "64"], "default", timeout=0.01)
+    assert r == {"row": row, "error": ["stopped after --row-timeout 0.01 s"]}
+    out = str(tmp_path / "speed")
+    written = []                          # the JSON is rewritten after every row, before the next starts
+
+    def failing_row(row, *args):
+        written.append(len(json.load(open(out + ".json"))["rows"]) if os.path.exists(out + ".json") else 0)
+        return {"row": row, "error": ["x"]}
+
+    monkeypatch.setattr(bench, "_row_in_subprocess", failing_row)
+    bench.main(["--rows", row, "cnnjax:mnist_cnn:scan2", "--synthetic", "64", "--out", out])
+    assert written == [0, 1]
+    assert [r["row"] for r in json.load(open(out + ".json"))["rows"]] == [row, "cnnjax:mnist_cnn:scan2"]
+    assert "error: x" in open(out + ".md").read()
+
+
 def test_reads_real_mnist_without_tensorflow(bench):
     data_dir = bench.DEFAULT_DATA
     if not os.path.exists(os.path.join(data_dir, "mnist", "t10k-images-idx3-ubyte.gz")):

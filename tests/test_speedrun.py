@@ -419,7 +419,7 @@ def test_fast_weights_train_between_lookahead_steps():
 def test_tiny_training_run_learns(capsys):
     x, y = _two_easy_classes(512 + 128)
     result = train_speedrun(x[:512], y[:512], x[512:], y[512:], epochs=4, batch_size=128, widths=(8, 16, 16),
-                            tta_level=1, seed=0, progress=True)
+                            tta_level=1, seed=0, progress=True, reuse_compiled=False)
     assert result["steps"] == 16 and result["loop"] in ("step", "scan")
     probe = result["loop_probe"]                     # loop="auto" timed both forms and ran the faster
     assert probe["chosen"] == result["loop"] == loop_choice.choose(probe)
@@ -432,6 +432,28 @@ def test_tiny_training_run_learns(capsys):
     assert result["test_acc"] > 0.8 and result["test_acc_tta"] > 0.8      # chance: 0.5
     assert {"train_seconds", "eval_seconds", "total_seconds"} <= set(result)   # airbench94's clock: both
     assert result["loss_scale"] == 1.0
+
+
+def test_later_runs_reuse_the_compiled_executables_warm_and_give_the_same_weights(capsys):
+    x, y = _two_easy_classes(256 + 64)
+    split = (x[:256], y[:256], x[256:], y[256:])
+    kwargs = dict(epochs=1, batch_size=64, widths=(4, 8, 8), tta_level=1, lr=3.0, seed=2)  # no other test's config
+    first = train_speedrun(*split, **kwargs)                                   # loop="auto": probes
+    again = train_speedrun(*split, progress=True, **kwargs)
+    fresh = train_speedrun(*split, loop=first["loop"], reuse_compiled=False, **kwargs)
+    assert (first["warm"], again["warm"], fresh["warm"]) == (False, True, False)
+    assert "reused" not in first["loop_probe"] and again["loop_probe"]["reused"] is True
+    assert again["loop"] == first["loop"] and fresh["loop_probe"] is None
+    assert f"{first['loop']!r}, as measured by an earlier run" in capsys.readouterr().err
+    # The other loop form is warm only where the probe ran its executables: the per-step ones always, the scan
+    # only if the probe's scan had this run's 4 steps.
+    other_loop = "scan" if first["loop"] == "step" else "step"
+    other = train_speedrun(*split, loop=other_loop, **kwargs)
+    assert other["warm"] is (other_loop == "step" or first["loop_probe"]["steps"] == 4)
+    for run in (again, fresh):                        # reused or compiled afresh: the same function of the seed
+        for a, b in zip(jax.tree_util.tree_leaves(first["state"].params), jax.tree_util.tree_leaves(run["state"].params)):
+            np.testing.assert_array_equal(a, b)
+        assert run["test_acc_tta"] == first["test_acc_tta"]
 
 
 @pytest.mark.parametrize("kwargs, match", [
