@@ -346,8 +346,21 @@ def run_row(row, data, a):
                          "wall_s_to_target": None if hit is None else sum(epochs[:hit + 1]) + sum(evals[:hit + 1])})
         out["runs"] = runs
         out["epoch_s"] = statistics.median([s for r in runs for s in r["epoch_s"]])
+    if fw == "torch" and mode.startswith("compile"):
+        out["cudagraph_skips"] = _cudagraph_skips()
     out["load_after"] = _loadavg()
     return out
+
+
+def _cudagraph_skips():
+    """How often inductor ran a compiled graph without CUDA graphs in this process (e.g. for mutated inputs such
+    as BatchNorm's running statistics, or on a CPU): a ``compile-ro`` row with skips is partly plain ``compile``.
+    None where this torch does not count them."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
+    return int(counters["inductor"]["cudagraph_skips"])
 
 
 # --- orchestration and output ----------------------------------------------------------------------------------
@@ -447,8 +460,10 @@ def markdown(result):
             accs = [x["test_acc"][-1] for x in r["runs"]]
             acc = f"{statistics.mean(accs):.2%}"
         ratio = best.get(r["model"], 0) / r["img_s"] if r["img_s"] else None
+        mode = r["mode"] + (f" (CUDA graphs skipped {r['cudagraph_skips']}x)" if r.get("cudagraph_skips") and
+                            r["mode"] == "compile-ro" else "")
         lines.append(
-            f"| {r['framework']} | {r['model']} | {r['mode']} | {r['img_s']:,.0f} | "
+            f"| {r['framework']} | {r['model']} | {mode} | {r['img_s']:,.0f} | "
             f"{min(r['img_s_repeats']):,.0f}–{max(r['img_s_repeats']):,.0f} | {_fmt(ratio, '{:.2f}x')} | "
             f"{r['first_call_s']:.2f} | {_fmt(r.get('epoch_s'), '{:.2f}')} | "
             f"{_fmt(flops and r['img_s'] * flops / 1e12, '{:.3f}')} | {tta} | {acc} | "

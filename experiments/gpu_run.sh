@@ -68,7 +68,7 @@ rows=""
 for m in mnist_cnn mnist_cnn2 cifar10_cnn resnet20; do rows="$rows cnnjax:$m:scan390-dev torch:$m:compile-ro"; done
 rows="$rows cnnjax:flax_plain:scan468-dev"
 if [ -n "$Q" ]; then args="--quick --rows cnnjax:mnist_cnn:scan2-dev cnnjax:mnist_cnn:step"; else
-  args="--data-dir $DATA --cache-dir /tmp --rows $rows --steps 390 --repeats 3 --ceiling --row-timeout 45"; fi
+  args="--data-dir $DATA --cache-dir /tmp --rows $rows --steps 390 --repeats 3 --warmup 3 --ceiling --row-timeout 45"; fi
 # (--cache-dir /tmp reads section 3's decoded /tmp/cifar10.npz instead of decoding the JPEGs again)
 timeout 150 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep --line-buffered -v -i warn \
   | tee "$OUT/steady.log"

@@ -120,3 +120,16 @@ def test_resnet20_flops_and_torch_peer(bench):
     model = bench.bench_peers.torch_resnet20()
     assert sum(p.numel() for p in model.parameters()) == 269_722     # cnnjax.models.resnet20's count
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_compile_ro_rows_say_when_cuda_graphs_were_skipped(bench):
+    pytest.importorskip("torch")
+    assert isinstance(bench._cudagraph_skips(), int)
+    row = {"row": "torch:mnist_cnn:compile-ro", "framework": "torch", "model": "mnist_cnn", "mode": "compile-ro",
+           "img_s": 100.0, "img_s_repeats": [90.0, 110.0], "first_call_s": 1.0, "load_before": None,
+           "load_after": None, "cudagraph_skips": 3}
+    result = {"machine": bench.machine_info(), "command": "x", "settings": {}, "rows": [row],
+              "flops": {"mnist_cnn": bench.train_flops_per_image("mnist_cnn")}}
+    assert "| torch | mnist_cnn | compile-ro (CUDA graphs skipped 3x) | 100 |" in bench.markdown(result)
+    row["cudagraph_skips"] = 0
+    assert "| torch | mnist_cnn | compile-ro | 100 |" in bench.markdown(result)
