@@ -296,6 +296,8 @@ def run_row(row, data, a):
     fw, model, mode = row.split(":")
     out = {"row": row, "framework": fw, "model": model, "mode": mode, "batch": a.batch,
            "load_before": _loadavg()}
+    compiled_torch = fw == "torch" and mode.startswith("compile")
+    skips_before = _cudagraph_skips() if compiled_torch else None
     n = len(data[0])
     rng = np.random.default_rng(0)
     order = rng.permutation(n)
@@ -346,16 +348,18 @@ def run_row(row, data, a):
                          "wall_s_to_target": None if hit is None else sum(epochs[:hit + 1]) + sum(evals[:hit + 1])})
         out["runs"] = runs
         out["epoch_s"] = statistics.median([s for r in runs for s in r["epoch_s"]])
-    if fw == "torch" and mode.startswith("compile"):
-        out["cudagraph_skips"] = _cudagraph_skips()
+    if compiled_torch:
+        skips = _cudagraph_skips()
+        out["cudagraph_skips"] = None if skips is None else skips - skips_before
     out["load_after"] = _loadavg()
     return out
 
 
 def _cudagraph_skips():
-    """How often inductor ran a compiled graph without CUDA graphs in this process (e.g. for mutated inputs such
-    as BatchNorm's running statistics, or on a CPU): a ``compile-ro`` row with skips is partly plain ``compile``.
-    None where this torch does not count them."""
+    """Inductor's count of graphs (or functions) it decided to run without CUDA graphs in this process, e.g. for
+    mutated inputs such as BatchNorm's running statistics, or on a CPU; it counts decisions, not steps, so one
+    skip can mean that every step of a ``compile-ro`` row ran as plain ``compile``. None where this torch does not
+    count them."""
     try:
         from torch._dynamo.utils import counters
     except ImportError:
@@ -387,13 +391,17 @@ def machine_info():
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+_PARENT_ONLY = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+_SET_FOR_PARENT: "set[str]" = set()      # the names of _PARENT_ONLY that main() set (a user's own setting stays)
+
+
 def row_environment(malloc):
     """The environment of a row's process: with ``malloc="keep"`` glibc keeps freed memory in the process for
     *every* framework (cnnjax.train.host_memory.ENVIRONMENT: what fit() sets for itself on CPU, here given to
     PyTorch and the linen loop too, so ratios compare like with like); ``"default"``: glibc's defaults for all,
     cnnjax's own setting off (CNNJAX_KEEP_FREED_MEMORY=0)."""
     from cnnjax.train.host_memory import ENVIRONMENT
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT and k not in _SET_FOR_PARENT}
     if malloc == "keep":
         env.update(ENVIRONMENT)
     else:
@@ -405,14 +413,21 @@ def _row_in_subprocess(row, argv, malloc, timeout=None):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--rows", row, "--no-isolate", "--_result", path]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=row_environment(malloc))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=row_environment(malloc), timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass            # a grandchild (e.g. a compile worker) still holds the pipes; it ends on its own
         os.unlink(path)
         return {"row": row, "error": [f"stopped after --row-timeout {timeout:g} s"]}
     try:
         if proc.returncode:
-            return {"row": row, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+            return {"row": row, "error": (stderr or stdout).strip().splitlines()[-1:]}
         with open(path) as f:
             return json.load(f)["rows"][0]
     finally:
@@ -460,8 +475,8 @@ def markdown(result):
             accs = [x["test_acc"][-1] for x in r["runs"]]
             acc = f"{statistics.mean(accs):.2%}"
         ratio = best.get(r["model"], 0) / r["img_s"] if r["img_s"] else None
-        mode = r["mode"] + (f" (CUDA graphs skipped {r['cudagraph_skips']}x)" if r.get("cudagraph_skips") and
-                            r["mode"] == "compile-ro" else "")
+        mode = r["mode"] + (f" (inductor skipped CUDA graphs for {r['cudagraph_skips']} graph(s))"
+                            if r.get("cudagraph_skips") and r["mode"] == "compile-ro" else "")
         lines.append(
             f"| {r['framework']} | {r['model']} | {mode} | {r['img_s']:,.0f} | "
             f"{min(r['img_s_repeats']):,.0f}–{max(r['img_s_repeats']):,.0f} | {_fmt(ratio, '{:.2f}x')} | "
@@ -536,6 +551,13 @@ def _mode_ok(fw, mode):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     a = parse_args(argv)
+    if a.isolate and a._result is None:
+        # This process only measures the matmul ceiling and starts the rows' processes: it must not keep JAX's
+        # default 75% of the GPU's memory while they run. Set before the backend starts; not passed to the rows.
+        for name, value in _PARENT_ONLY.items():
+            if name not in os.environ:
+                os.environ[name] = value
+                _SET_FOR_PARENT.add(name)
     import jax
     backend = jax.default_backend()
     if a.malloc == "keep" and not a.isolate:
@@ -555,7 +577,12 @@ def main(argv=None):
               "settings": {k: v for k, v in vars(a).items() if not k.startswith("_")}, "rows": results,
               "flops": {m: train_flops_per_image(m) for m in sorted({r.split(":")[1] for r in rows})}}
     if a._result is None and (a.ceiling or backend == "gpu"):   # first: a run cut short still has it
-        result["ceiling"] = matmul_ceiling(4096 if backend == "cpu" else 8192)
+        try:
+            result["ceiling"] = matmul_ceiling(4096 if backend == "cpu" else 8192)
+        except Exception as err:     # noqa: BLE001 -- the rows are still worth measuring
+            result["ceiling_error"] = f"{type(err).__name__}: {err}"
+        if a.out:
+            _write_result(a.out, result)
     for row in rows:
         if a.isolate:
             r = _row_in_subprocess(row, [x for x in argv if x != "--quick"] if not a.quick else argv, a.malloc,

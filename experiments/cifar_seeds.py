@@ -15,12 +15,15 @@ SciPy; without it the column shows a dash).
 The anchors (``--anchor``) default to the two airbench94 measurements on the same JPEG copy and H100 type in
 ``../shared/anchors/RESULTS.md`` (section C): ``legacy/airbench94.py``, 25 runs, 90.66% ± 0.16 (the issue's
 target), and the PyPI package airbench 0.1.8's ``train94``, 8 runs, 90.55% ± 0.17. Their ± is the population
-standard deviation (``cifar_airbench.py parse`` uses ``pstdev``); the test converts it to the sample one.
+standard deviation (``cifar_airbench.py parse`` uses ``pstdev``; the 8-run figure came from an earlier version of
+the anchors' scripts and is taken to be the same kind); the test converts it to the sample one.
 
 Config fields added to the trainer after a file was written are read with the value that reproduces what that
 run did (:data:`ADDED_FIELDS`); any other missing field counts as unknown (``?``), so a run from before a
-changed default (``end_factor``) stays in a group of its own. Two runs of one seed in one group are an error:
-pass the files you mean.
+changed default (``end_factor``) stays in a group of its own. Two runs of one seed and one configuration are an
+error: pass the files you mean. With ``--ignore`` a group can hold the same seed twice (say in bfloat16 and
+float16): those two runs share their initialisation, data order and augmentation, so they are not independent
+and the pooled standard error and p understate the uncertainty; pool different seeds where you can.
 """
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def group(runs, ignore=()):
             raise SystemExit(f"cifar_seeds: seed {run['seed']} of one configuration appears twice ({seen[same]} and "
                              f"{run['file']}); pass only the files you want pooled.")
         seen[same] = run["file"]
-    where = ("backend", "device")
+    where = ("backend", "device", "n_train", "n_test")
 
     def value(members, f):
         return members[0][f] if f in where else members[0]["config"].get(f, UNKNOWN)
@@ -167,6 +170,15 @@ def markdown(rows, anchors) -> str:
     return "\n".join(lines)
 
 
+def _finite(tree):
+    """``tree`` with every NaN (a statistic of one run) as None, so that the JSON is strict."""
+    if isinstance(tree, dict):
+        return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_finite(v) for v in tree]
+    return None if isinstance(tree, float) and math.isnan(tree) else tree
+
+
 def parse_anchor(text):
     try:
         name, rest = text.split("=", 1)
@@ -198,10 +210,15 @@ def main(argv=None) -> int:
     runs = read_runs(files)
     if not runs:
         raise SystemExit("cifar_seeds: the files hold no runs on real data (only --quick ones).")
+    known = set().union(*(r["config"] for r in runs))
+    unknown = sorted(set(args.ignore) - known)
+    if unknown:
+        raise SystemExit(f"cifar_seeds: --ignore {unknown[0]!r} is not a config field of these runs; they have "
+                         f"{', '.join(sorted(known))}.")
     rows = [summarise(label, members, anchors) for label, members in group(runs, set(args.ignore))]
     print(markdown(rows, anchors))
     if args.out:
-        Path(args.out).write_text(json.dumps({"anchors": anchors, "rows": rows}, indent=1))
+        Path(args.out).write_text(json.dumps(_finite({"anchors": anchors, "rows": rows}), indent=1))
     return 0
 
 

@@ -59,9 +59,10 @@ def parser(description: str, files: str, *, cache: bool = True, preset=None) -> 
     p.add_argument("--tta-level", type=int, default=None, choices=[0, 1, 2], help=f"default: {d.tta_level}")
     p.add_argument("--train-limit", type=int, default=None, help="read only the first N training images "
                    "(CIFAR-10: N/10 per class, and the test split cut to the same count per class): CPU smoke runs")
-    p.add_argument("--warmup", type=int, default=0, help="untimed, unreported runs before the seeds; "
-                   "the seeds then reuse their compiled executables, already run once (the 'warm' column; on a GPU "
-                   "a first execution pays one-time costs that airbench94's timed runs do not), and loop=auto's choice")
+    p.add_argument("--warmup", type=int, default=0, help="untimed, unreported runs before the seeds; the seeds "
+                   "then reuse their compiled executables, already run once (the 'warm' column; on a GPU a first "
+                   "execution pays one-time costs, which airbench94's 2.34 s leaves out: the mean of its runs 1-24, "
+                   "not its cold run 0), and loop=auto's choice")
     p.add_argument("--eval-each-epoch", action="store_true", help="also report test accuracy after each epoch")
     p.add_argument("--progress", action="store_true", help="one line per epoch on stderr")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny widths, 1 epoch: checks the script "

@@ -2,35 +2,39 @@
 # Issue 7's GPU measurements in one device call, most important first; every section has its own time limit and
 # writes its log and JSON to $OUT as it goes, so a section that runs long costs only itself.
 #
-# Here, before the call (the data and the anchor scripts travel in the ignored .data/ folder, ~29 MB):
+# Here, before the call (the data, the anchor scripts and the airbench package travel in the ignored .data/
+# folder, ~29 MB; airbench 0.1.8 is the PyPI form of airbench94, run unmodified, as ../shared/anchors/RESULTS.md
+# section C describes):
 #   mkdir -p .data && cp -r ../shared/data/. .data/ && cp -r ../shared/anchors .data/anchors
+#   pip download --no-deps airbench==0.1.8 -d /tmp/ab && tar xzf /tmp/ab/airbench-0.1.8.tar.gz -C .data
 # The call (device tool): command "bash experiments/gpu_run.sh", carry [".data"], timeout_s 600.
 # Smoke test on any machine (tiny synthetic runs, no GPU needed; --quick everywhere):
 #   GPU_RUN_QUICK=1 OUT=/tmp/gpu_run bash experiments/gpu_run.sh
 #
 # No install is needed on the device image (it has jax, flax, optax, chex, tqdm, pillow and a CUDA torch):
-# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; ~625 s in all):
+# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; 600 s in all):
 #   1. GPU and versions                                                              5
-#   2. MNIST speedrun (cnnjax.train.speedrun.MNIST), f32, 3 seeds + 1 warm-up     110
-#   2b. the same in bf16, 3 seeds                                                   60
-#   3. CIFAR-10 speedrun (airbench-style), bf16, 5 seeds + 1 warm-up               150
+#   2. MNIST speedrun (cnnjax.train.speedrun.MNIST), f32, 3 seeds + 1 warm-up      90
+#   2b. the same in bf16, 3 seeds                                                   50
+#   3. CIFAR-10 speedrun (airbench-style), bf16, 5 seeds + 1 warm-up               130
+#   3b. airbench94 itself (PyPI 0.1.8, unmodified) on this GPU and data: 1 warm-up + 5 runs   40 + 50
 #   4. steady-state images/s: cnnjax scan (data on device) vs torch reduce-overhead,
-#      mnist_cnn, mnist_cnn2, cifar10_cnn, resnet20, flax_plain; matmul ceiling    150
+#      mnist_cnn, mnist_cnn2, cifar10_cnn, resnet20, flax_plain; matmul ceiling    130
 #      (the ceiling first, each row at most 45 s, the table and JSON rewritten after every row)
-#   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      50
-#   6. CIFAR-10 speedrun, float16 compute (float32 weights; loss scale 1024), 5 seeds + 1 warm-up  100
+#   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      35
+#   6. CIFAR-10 speedrun, float16 compute (float32 weights; loss scale 1024), 5 seeds + 1 warm-up  70
 #   7. sections 3 and 6 against airbench94's runs (Welch's t; experiments/cifar_seeds.py)  <1
 # Section 6 comes last because it is a question, not a target row: does float16 compute, as in airbench94 (3 more
 # significand bits than bfloat16; the trainer scales the loss for it), move the accuracy of section 3? It skips
 # the loop probe (--loop scan). If the earlier sections use their full limits, the call's 600 s cut it short;
 # its JSON is rewritten after every seed, so it keeps the seeds it finished.
 # Every speedrun section starts with an untimed warm-up run: the seeds after it reuse its compiled executables
-# (compiled once per process, not once per seed) and its loop choice, and their clocks run warm executables, as
-# airbench94's timed runs (all after its untimed first) do; the tables' "warm" column says so per seed.
+# (compiled once per process, not once per seed) and its loop choice, and their clocks run warm executables
+# (airbench94's 2.34 s is the mean of its runs 1-24, leaving out its cold run 0); the "warm" column says so.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
-# Each seed's run compiles the same programs again: the persistent cache serves them after the first
-# (on this CPU a --quick seed's compile went 11.7 s -> 2.8 s).
+# Within a process the seeds reuse the first run's executables; across the sections' processes the persistent
+# cache serves what an earlier one compiled (on this CPU a --quick seed's compile went 11.7 s -> 2.8 s).
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/cnnjax_jax_cache}
 OUT=${OUT:?set OUT to a folder for the logs}
 mkdir -p "$OUT"
@@ -48,20 +52,37 @@ $PY -c "import sys, jax, flax, optax; print(sys.version.split()[0], 'jax', jax._
 section "2. MNIST speedrun"
 # float32 (TF32 on the GPU) and, in 2b, bfloat16: on the CPU both reach 99.3% (SPEED.md, "MNIST speedrun").
 if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1"; else args="--data-dir $DATA --seeds 0 1 2 --warmup 1"; fi
-timeout 110 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun.json" 2>&1 \
+timeout 90 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun.json" 2>&1 \
   | grep --line-buffered -v -i warn | tee "$OUT/mnist_speedrun.log"
 
 section "2b. MNIST speedrun, bfloat16 (on the CPU 99.35 +- 0.02%, float32 99.34 +- 0.03%, 5 seeds each)"
 if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --dtype bfloat16"; else
   args="--data-dir $DATA --seeds 0 1 2 --warmup 1 --dtype bfloat16"; fi
-timeout 60 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun_bf16.json" 2>&1 \
+timeout 50 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun_bf16.json" 2>&1 \
   | grep --line-buffered -v -i warn | tee "$OUT/mnist_speedrun_bf16.log"
 
 section "3. CIFAR-10 speedrun (bf16; on the CPU 90.54 +- 0.18% with TTA, 5 seeds)"
 if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1"; else
   args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --cache /tmp/cifar10.npz"; fi
-timeout 150 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun.json" 2>&1 \
+timeout 130 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun.json" 2>&1 \
   | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun.log"
+
+section "3b. airbench94 (PyPI airbench 0.1.8, unmodified) on this GPU, the same JPEG copy"
+# Its own timer and log. cifar_airbench.py parse counts the warm-up run too: hold section 3's "total s" against
+# its time_mean_excl_run0 (the 5 runs after the warm-up), on this same GPU.
+if [ -d "$DATA/airbench-0.1.8" ] && [ -d "$DATA/anchors" ] && [ -z "$Q" ]; then
+  ABW=$(mktemp -d); DATA_ABS="$(cd "$DATA" && pwd)"
+  (cd "$DATA/anchors" && SHARED_DATA="$DATA_ABS" timeout 40 $PY cifar_airbench.py prep "$ABW") 2>&1 \
+    | tee "$OUT/airbench94_prep.log"
+  (cd "$ABW" && PYTHONPATH="$DATA_ABS/airbench-0.1.8" timeout 50 $PY -c "import airbench
+airbench.warmup94()
+for run in range(1, 6):
+    airbench.train94(run=run)") 2>&1 | grep --line-buffered -v -i warn | tee "$OUT/airbench94.log"
+  $PY "$DATA/anchors/cifar_airbench.py" parse "$OUT/airbench94.log" 2>&1 | tee "$OUT/airbench94.json"
+else
+  echo "skipped (quick run, or no $DATA/airbench-0.1.8 / $DATA/anchors: see the copy step above)" \
+    | tee "$OUT/airbench94.log"
+fi
 
 section "4. steady-state images/s"
 rows=""
@@ -70,20 +91,20 @@ rows="$rows cnnjax:flax_plain:scan468-dev"
 if [ -n "$Q" ]; then args="--quick --rows cnnjax:mnist_cnn:scan2-dev cnnjax:mnist_cnn:step"; else
   args="--data-dir $DATA --cache-dir /tmp --rows $rows --steps 390 --repeats 3 --warmup 3 --ceiling --row-timeout 45"; fi
 # (--cache-dir /tmp reads section 3's decoded /tmp/cifar10.npz instead of decoding the JPEGs again)
-timeout 150 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep --line-buffered -v -i warn \
+timeout 130 $PY experiments/bench_speed.py $args --out "$OUT/steady" 2>&1 | grep --line-buffered -v -i warn \
   | tee "$OUT/steady.log"
 
 section "5. the scan anchor"
 if [ -d "$DATA/anchors" ] && [ -z "$Q" ]; then
-  (cd "$DATA/anchors" && SHARED_DATA="$(cd .. && pwd)" timeout 50 $PY mnist_jax.py --epochs 6 \
+  (cd "$DATA/anchors" && SHARED_DATA="$(cd .. && pwd)" timeout 35 $PY mnist_jax.py --epochs 6 \
     --models flax_plain --modes scan) 2>&1 | grep --line-buffered -v -i warn | tee "$OUT/anchor_mnist_jax.log"
 else
   echo "skipped (quick run, or no $DATA/anchors: copy ../shared/anchors there)" | tee "$OUT/anchor_mnist_jax.log"
 fi
 section "6. CIFAR-10 speedrun, float16 compute (as airbench94; SPEED.md, 'Precision')"
 if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --dtype float16 --loop scan"; else
-  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype float16 --loop scan --cache /tmp/cifar10.npz"; fi
-timeout 100 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_fp16.json" 2>&1 \
+  args="--data-dir $DATA --seeds 5 6 7 8 9 --warmup 1 --dtype float16 --loop scan --cache /tmp/cifar10.npz"; fi
+timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_fp16.json" 2>&1 \
   | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun_fp16.log"
 section "7. CIFAR-10 seeds against airbench94 (by dtype, then both dtypes pooled)"
 jsons=$(ls "$OUT"/cifar_speedrun.json "$OUT"/cifar_speedrun_fp16.json 2>/dev/null)

@@ -130,6 +130,15 @@ def test_compile_ro_rows_say_when_cuda_graphs_were_skipped(bench):
            "load_after": None, "cudagraph_skips": 3}
     result = {"machine": bench.machine_info(), "command": "x", "settings": {}, "rows": [row],
               "flops": {"mnist_cnn": bench.train_flops_per_image("mnist_cnn")}}
-    assert "| torch | mnist_cnn | compile-ro (CUDA graphs skipped 3x) | 100 |" in bench.markdown(result)
+    assert "| torch | mnist_cnn | compile-ro (inductor skipped CUDA graphs for 3 graph(s)) | 100 |" in \
+        bench.markdown(result)
     row["cudagraph_skips"] = 0
     assert "| torch | mnist_cnn | compile-ro | 100 |" in bench.markdown(result)
+
+
+def test_the_parents_preallocation_setting_is_not_passed_to_the_rows(bench, monkeypatch):
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    monkeypatch.setattr(bench, "_SET_FOR_PARENT", {"XLA_PYTHON_CLIENT_PREALLOCATE"})   # as main() sets it
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in bench.row_environment("keep")
+    monkeypatch.setattr(bench, "_SET_FOR_PARENT", set())                               # the user's own setting
+    assert bench.row_environment("keep")["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

@@ -50,6 +50,16 @@ def test_welch_matches_the_textbook_case():
     assert cifar_seeds.welch(90.0, 0.1, 1, 90.0, sd, n)[2] is None      # one run: no spread to test with
 
 
+def test_welch_with_unequal_sides_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    t, df, p = cifar_seeds.welch(90.54, 0.18, 5, 90.66, 0.163, 25)
+    ref = stats.ttest_ind_from_stats(90.54, 0.18, 5, 90.66, 0.163, 25, equal_var=False)
+    assert t == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    # Welch-Satterthwaite by hand: (0.18^2/5 + 0.163^2/25)^2 / ((0.18^2/5)^2/4 + (0.163^2/25)^2/24)
+    v1, v2 = 0.18 ** 2 / 5, 0.163 ** 2 / 25
+    assert df == pytest.approx((v1 + v2) ** 2 / (v1 ** 2 / 4 + v2 ** 2 / 24))
+
+
 def test_anchor_spread_is_converted_from_population_to_sample(tmp_path):
     f = write(tmp_path / "a.json", [run(0, 0.9, 0.905), run(1, 0.9, 0.907)])
     [(label, members)] = cifar_seeds.group(cifar_seeds.read_runs([f]))
@@ -96,6 +106,12 @@ def test_main_skips_quick_files_and_writes_markdown_and_json(tmp_path, capsys):
         cifar_seeds.main([q])
     with pytest.raises(SystemExit):
         cifar_seeds.main([a, "--anchor", "ref=25:90.66"])
+    with pytest.raises(SystemExit, match="--ignore 'dtyp' is not a config field"):
+        cifar_seeds.main([a, "--ignore", "dtyp"])
+    single = write(tmp_path / "one.json", [run(0, 0.9, 0.905)])
+    assert cifar_seeds.main([single, "--out", str(out)]) == 0          # n = 1: no spread; strict JSON
+    row = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))["rows"][0]
+    assert row["tta_std"] is None and row["vs"]["airbench94"]["t"] is None
 
 
 def test_total_seconds_mean_only_when_every_run_has_it(tmp_path):
