@@ -105,6 +105,16 @@ def write_results(out: str, rows: list[dict], *, columns: list[str]) -> str:
     return table
 
 
+def write_whole(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file that is then renamed, so that a run killed while
+    writing (a time limit) leaves the previous version, never a torn one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w") as f:
+        f.write(text)
+    os.replace(partial, path)
+
+
 def cached_arrays(path: str, make, names=("x_train", "y_train", "x_test", "y_test")) -> tuple:
     """``make()``'s arrays, kept in the ``.npz`` file ``path``: read from it when it exists, else made and written
     whole (a temporary file, then renamed), so that a killed run never leaves a torn cache behind."""

@@ -608,11 +608,8 @@ def main(argv=None):
 
 def _write_result(out, result, text=None):
     """``OUT.json`` (and ``OUT.md``: the table so far), each written whole to a temporary file, then renamed."""
-    for suffix, body in ((".json", json.dumps(result, indent=1)), (".md", (text or markdown(result)) + "\n")):
-        partial = f"{out}{suffix}.tmp"
-        with open(partial, "w") as f:
-            f.write(body)
-        os.replace(partial, out + suffix)
+    _common.write_whole(out + ".json", json.dumps(result, indent=1))
+    _common.write_whole(out + ".md", (text or markdown(result)) + "\n")
 
 
 if __name__ == "__main__":

@@ -233,10 +233,8 @@ def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target
         summary = {"info": info, "runs": runs, "markdown": table(runs, info)}
         for key in ("test_acc", "test_acc_tta", "train_seconds", "eval_seconds", "total_seconds"):
             summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std(r[key] for r in runs)
-        if args.out:        # rewritten after every seed: a run cut short keeps the seeds it finished
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, "w") as f:
-                json.dump(summary, f, indent=1, default=str)
+        if args.out:        # rewritten whole after every seed: a run cut short keeps the seeds it finished
+            _common.write_whole(args.out, json.dumps(summary, indent=1, default=str))
         return summary
 
     runs = []
