@@ -180,7 +180,8 @@ class CnnjaxRunner:
             steps_per_epoch = len(data[0]) // batch
             self.measured = loop_choice.measure_loops(strategy, strategy.place_state(self._create(seed)), probe,
                                                       batch_size=batch,
-                                                      unroll=loop_choice.unroll_probe(steps_per_epoch))
+                                                      unroll=loop_choice.unroll_probe(steps_per_epoch),
+                                                      scan=loop_choice.chunk_steps(steps_per_epoch))
             form = loop_choice.choose(self.measured)
             form = {"step": "step", "scan": f"scan{loop_choice.chunk_steps(steps_per_epoch)}",
                     "unroll": f"unroll{loop_choice.unroll_steps(steps_per_epoch)}"}[form]

@@ -70,8 +70,9 @@ def test_measure_loops_finds_the_faster_form_and_leaves_the_state_alone(slow, ex
     placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
     before = jax.tree.map(np.asarray, placed)
     measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
-                                         batch_size=16, unroll=3 if slow == "step scan" else None)
+                                         batch_size=16, unroll=3 if slow == "step scan" else None, scan=5)
     assert loop_choice.choose(measured) == expected
+    assert measured["scan_steps"] == loop_choice.SCAN_PROBE_STEPS     # a scan that wins or clearly loses: not re-timed
     assert measured["step"] > 0 and measured["scan"] > 0 and measured["seconds"] > 0
     after = jax.tree.map(np.asarray, placed)                   # the real state is neither donated nor advanced
     jax.tree.map(np.testing.assert_array_equal, before, after)
@@ -98,7 +99,7 @@ def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path
     kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=1, checkpoint_dir=str(tmp_path))
     fit(TinyCNN(), (x, y), epochs=1, loop="auto", **kw)
     out = capsys.readouterr().out
-    assert "fit: loop='auto' measured" in out and "images/s in scan chunks" in out
+    assert "fit: loop='auto' measured" in out and "images/s in scan chunks of " in out
     chosen = next(f for f in loop_choice.FORMS if f"using {f!r}" in out)
     ckpt = Checkpointer(str(tmp_path))
     assert ckpt.read_meta()["loop"] == chosen
@@ -124,9 +125,65 @@ def test_a_clearly_slow_chunk_form_is_called_once(monkeypatch):
     strategy = Counting(make_strategy("none", model, tx), "")
     placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
     measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
-                                         batch_size=16)
-    assert calls == [loop_choice.SCAN_PROBE_STEPS]
+                                         batch_size=16, scan=5)
+    assert calls == [loop_choice.SCAN_PROBE_STEPS]              # nor timed again at the run's length
     assert loop_choice.choose(measured) == "step" and measured["scan"] < measured["step"] / 3
+    assert measured["scan_steps"] == loop_choice.SCAN_PROBE_STEPS
+
+
+class _CountingScan(_Slowed):
+    """Each step costs 20 ms more, each scan call a fixed 50 ms more (a per-call cost: a 2-step scan loses to
+    per-step training by ~1.25x, a 7-step one wins); records the length of every scan call."""
+
+    def __init__(self, strategy, calls):
+        super().__init__(strategy, "")
+        self.calls = calls
+
+    def train_step(self, state, images, labels):
+        time.sleep(0.02)
+        return self._s.train_step(state, images, labels)
+
+    def train_chunk(self, state, images, labels):
+        self.calls.append(images.shape[0])
+        time.sleep(0.05)
+        return self._s.train_chunk(state, images, labels)
+
+
+def test_a_contending_scan_is_timed_again_at_the_run_length():
+    """The 2-step scan pays its per-call cost over two steps; where it loses narrowly, the figure that decides is
+    that of a scan as long as the run's (warm-up call + timed call), on distinct real batches."""
+    model, tx = TinyCNN(), optax.adam(1e-2)
+    x, y = toy_data(112)                                        # 7 batches: an epoch of exactly one scan
+    seen = []
+
+    def batches(i):
+        seen.append(i)
+        return x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]
+
+    calls = []
+    strategy = _CountingScan(make_strategy("none", model, tx), calls)
+    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
+    measured = loop_choice.measure_loops(strategy, placed, batches, batch_size=16, scan=7)
+    k = loop_choice.SCAN_PROBE_STEPS
+    assert calls == [k, k, 7, 7]
+    assert measured["scan_steps"] == 7 and loop_choice.choose(measured) == "scan"
+    calls.clear()                                               # without the run's length: the short figure decides
+    measured = loop_choice.measure_loops(strategy, placed, batches, batch_size=16)
+    assert calls == [k, k] and measured["scan_steps"] == k and loop_choice.choose(measured) == "step"
+    assert sorted(set(seen)) == list(range(7))                  # the long scan: batches 0..6, 7 distinct ones
+
+
+def test_the_long_scan_is_skipped_when_one_call_would_take_too_long(monkeypatch):
+    monkeypatch.setattr(loop_choice, "LONG_SCAN_SECONDS", 0.0)
+    model, tx = TinyCNN(), optax.adam(1e-2)
+    x, y = toy_data(160)
+    calls = []
+    strategy = _CountingScan(make_strategy("none", model, tx), calls)
+    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
+    measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
+                                         batch_size=16, scan=7)
+    k = loop_choice.SCAN_PROBE_STEPS
+    assert calls == [k, k] and measured["scan_steps"] == k
 
 
 def _fake_forms(step_s, scan_step_s):
@@ -170,3 +227,14 @@ def test_measure_step_and_scan_stays_within_the_epoch():
     run_steps, scan_of, log = _fake_forms(0.001, 0.001)
     measured = loop_choice.measure_step_and_scan(run_steps, scan_of, images_per_step=8, most_steps=5, seconds=1.0)
     assert measured["steps"] == 5 and ("compile", 5) in log      # never more steps than an epoch holds
+
+
+def test_fit_times_the_long_scan_on_an_epoch_of_one_chunk(monkeypatch, capsys):
+    """fit's probe with the long scan forced (it runs only where the short scan loses narrowly, which depends on
+    timing): an epoch of 10 steps is one scan chunk of 10, so the long scan uses every batch of epoch 0."""
+    monkeypatch.setattr(loop_choice, "SCAN_CONTENDS", 1e9)
+    real_choose = loop_choice.choose
+    monkeypatch.setattr(loop_choice, "choose", lambda m: "step" if m.get("scan_steps") == 2 else real_choose(m))
+    x, y = toy_data(160)
+    fit(TinyCNN(), (x, y), epochs=1, batch_size=16, loop="auto", seed=0, optimizer="adam", learning_rate=1e-2)
+    assert "images/s in scan chunks of 10" in capsys.readouterr().out
