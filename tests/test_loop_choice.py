@@ -99,7 +99,7 @@ def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path
     kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=1, checkpoint_dir=str(tmp_path))
     fit(TinyCNN(), (x, y), epochs=1, loop="auto", **kw)
     out = capsys.readouterr().out
-    assert "fit: loop='auto' measured" in out and "images/s in scan chunks of " in out
+    assert "fit: loop='auto' measured" in out and "-step scan" in out
     chosen = next(f for f in loop_choice.FORMS if f"using {f!r}" in out)
     ckpt = Checkpointer(str(tmp_path))
     assert ckpt.read_meta()["loop"] == chosen
@@ -237,4 +237,4 @@ def test_fit_times_the_long_scan_on_an_epoch_of_one_chunk(monkeypatch, capsys):
     monkeypatch.setattr(loop_choice, "choose", lambda m: "step" if m.get("scan_steps") == 2 else real_choose(m))
     x, y = toy_data(160)
     fit(TinyCNN(), (x, y), epochs=1, batch_size=16, loop="auto", seed=0, optimizer="adam", learning_rate=1e-2)
-    assert "images/s in scan chunks of 10" in capsys.readouterr().out
+    assert "images/s in a 10-step scan" in capsys.readouterr().out

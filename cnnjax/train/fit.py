@@ -338,8 +338,8 @@ def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_
     choice = loop_choice.choose(measured)
     if progress:
         extra = f", {measured['unroll']:,.0f} in unrolled chunks of {unroll}" if "unroll" in measured else ""
-        print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in scan chunks of "
-              f"{measured['scan_steps']}{extra} and "
+        print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in a {measured['scan_steps']}-step "
+              f"scan{extra} and "
               f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
               f"using {choice!r}.", flush=True)
     return choice
