@@ -131,58 +131,74 @@ def test_a_clearly_slow_chunk_form_is_called_once(monkeypatch):
     assert measured["scan_steps"] == loop_choice.SCAN_PROBE_STEPS
 
 
-class _CountingScan(_Slowed):
-    """Each step costs 20 ms more, each scan call a fixed 50 ms more (a per-call cost: a 2-step scan loses to
-    per-step training by ~1.25x, a 7-step one wins); records the length of every scan call."""
+class _Clock:
+    """Stands in for loop_choice's `time`: `perf_counter` moves only by the costs that _CountingScan adds, so
+    which form wins does not depend on how loaded the machine is."""
 
-    def __init__(self, strategy, calls):
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class _CountingScan(_Slowed):
+    """Each step costs 20 ms, each scan call a fixed 50 ms (a per-call cost: a 2-step scan loses to per-step
+    training by 1.25x, a 7-step one wins), on the clock `clock`; records the length of every scan call."""
+
+    def __init__(self, strategy, calls, clock):
         super().__init__(strategy, "")
-        self.calls = calls
+        self.calls, self.clock = calls, clock
 
     def train_step(self, state, images, labels):
-        time.sleep(0.02)
+        self.clock.now += 0.02
         return self._s.train_step(state, images, labels)
 
     def train_chunk(self, state, images, labels):
         self.calls.append(images.shape[0])
-        time.sleep(0.05)
+        self.clock.now += 0.05
         return self._s.train_chunk(state, images, labels)
 
 
-def test_a_contending_scan_is_timed_again_at_the_run_length():
+def _counting_setup(monkeypatch, n):
+    clock, calls = _Clock(), []
+    monkeypatch.setattr(loop_choice, "time", clock)
+    model, tx = TinyCNN(), optax.adam(1e-2)
+    strategy = _CountingScan(make_strategy("none", model, tx), calls, clock)
+    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
+    x, y = toy_data(n)
+    return strategy, placed, calls, x, y
+
+
+def test_a_contending_scan_is_timed_again_at_the_run_length(monkeypatch):
     """The 2-step scan pays its per-call cost over two steps; where it loses narrowly, the figure that decides is
     that of a scan as long as the run's (warm-up call + timed call), on distinct real batches."""
-    model, tx = TinyCNN(), optax.adam(1e-2)
-    x, y = toy_data(112)                                        # 7 batches: an epoch of exactly one scan
+    strategy, placed, calls, x, y = _counting_setup(monkeypatch, 112)     # 7 batches: an epoch of one scan
     seen = []
 
     def batches(i):
         seen.append(i)
         return x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]
 
-    calls = []
-    strategy = _CountingScan(make_strategy("none", model, tx), calls)
-    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
     measured = loop_choice.measure_loops(strategy, placed, batches, batch_size=16, scan=7)
     k = loop_choice.SCAN_PROBE_STEPS
     assert calls == [k, k, 7, 7]
     assert measured["scan_steps"] == 7 and loop_choice.choose(measured) == "scan"
+    assert measured["scan"] == pytest.approx(16 * 7 / 0.05)
+    assert sorted(set(seen)) == list(range(7))                  # the long scan: batches 0..6, 7 distinct ones
     calls.clear()                                               # without the run's length: the short figure decides
     measured = loop_choice.measure_loops(strategy, placed, batches, batch_size=16)
     assert calls == [k, k] and measured["scan_steps"] == k and loop_choice.choose(measured) == "step"
-    assert sorted(set(seen)) == list(range(7))                  # the long scan: batches 0..6, 7 distinct ones
 
 
 def test_the_long_scan_is_skipped_when_one_call_would_take_too_long(monkeypatch):
-    monkeypatch.setattr(loop_choice, "LONG_SCAN_SECONDS", 0.0)
-    model, tx = TinyCNN(), optax.adam(1e-2)
-    x, y = toy_data(160)
-    calls = []
-    strategy = _CountingScan(make_strategy("none", model, tx), calls)
-    placed = strategy.place_state(create_state(model, tx, input_shape=(8, 8, 1), key=jax.random.PRNGKey(0)))
+    monkeypatch.setattr(loop_choice, "LONG_SCAN_SECONDS", 0.1)    # 7 steps at the step's 800 img/s: 0.14 s
+    strategy, placed, calls, x, y = _counting_setup(monkeypatch, 160)
     measured = loop_choice.measure_loops(strategy, placed, lambda i: (x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]),
                                          batch_size=16, scan=7)
     k = loop_choice.SCAN_PROBE_STEPS
+    assert measured["step"] == pytest.approx(16 / 0.02)
+    assert measured["step"] / loop_choice.SCAN_CONTENDS <= measured["scan"] < measured["step"]   # it contended
     assert calls == [k, k] and measured["scan_steps"] == k
 
 

@@ -81,6 +81,23 @@ def job_distributed(out, port, pid, nproc):
                    "val_accuracy": hist["val_accuracy"], "params": _flat(params)}, open(out, "w"))
 
 
+def job_auto(out, port, pid, nproc):
+    """fit(loop="auto") over 2 processes, where process 0 alone is made to want the long scan probe (its short
+    scan "loses narrowly"): every probe call is a collective, so the processes must follow process 0."""
+    import jax
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
+                               process_id=int(pid))
+    from cnnjax.train import fit, loop_choice
+    if int(pid) == 0:
+        real_choose = loop_choice.choose
+        loop_choice.SCAN_CONTENDS = 1e9
+        loop_choice.choose = lambda m: "step" if m.get("scan_steps") == loop_choice.SCAN_PROBE_STEPS else (
+            real_choose(m))
+    x, y = toy_data(256)                      # 8 steps an epoch at batch 32: the probe runs (more than 4 steps)
+    fit(TinyCNN(), (x, y), optimizer="adam", learning_rate=1e-2, epochs=1, batch_size=32, parallel="shard",
+        progress=True, seed=5)
+
+
 def job_train(out, ckpt_dir, resume):
     """Training with a checkpoint after every step (for the SIGKILL / resume test)."""
     from cnnjax.train import fit
@@ -96,4 +113,4 @@ def job_train(out, ckpt_dir, resume):
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     job, out, *rest = sys.argv[1:]
-    {"modes": job_modes, "distributed": job_distributed, "train": job_train}[job](out, *rest)
+    {"modes": job_modes, "distributed": job_distributed, "auto": job_auto, "train": job_train}[job](out, *rest)

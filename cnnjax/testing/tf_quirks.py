@@ -1,8 +1,10 @@
 """Where TensorFlow's CPU kernels are known to disagree with the definition, so comparisons against them skip it.
 
 Found with TensorFlow 2.21 (``tests/test_conv.py::test_tensorflow_conv3d_same_bug`` holds the smallest case and
-skips itself once a TensorFlow release gets it right). TensorFlow's 2-D convolutions and its 1-, 2- and 3-D
-max/avg pooling showed no such errors.
+skips itself once a TensorFlow release gets it right). TensorFlow's 1- and 2-D convolutions and its max/avg
+pooling showed no such errors: 3-D SAME pooling with strides was right in 3,000 random configurations of
+``strategies.pool_configs`` (which never draws an input narrower than its window) and in a sweep of small
+shapes that does (inputs up to 5x5x3, windows up to 3 wide, strides 1-3).
 """
 from __future__ import annotations
 

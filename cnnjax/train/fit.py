@@ -335,7 +335,7 @@ def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_
     unroll = loop_choice.unroll_probe(steps_per_epoch)
     measured = loop_choice.measure_loops(strategy, placed, batch, batch_size=batch_size, unroll=unroll,
                                          scan=loop_choice.chunk_steps(steps_per_epoch))
-    choice = loop_choice.choose(measured)
+    choice = loop_choice.agreed_choice(loop_choice.choose(measured))
     if progress:
         extra = f", {measured['unroll']:,.0f} in unrolled chunks of {unroll}" if "unroll" in measured else ""
         print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in a {measured['scan_steps']}-step "

@@ -11,10 +11,15 @@ for the lecture's ``mnist_cnn``, but a scan whose body holds XLA convolutions ta
 per-step loop (experiments/SPEED.md). So :func:`measure_loops` times each form on copies of the training state,
 with real batches of the run, and :func:`choose` keeps the fastest.
 
+In a run of several processes, every decision the probe takes from its timings (whether to make a call, and
+the choice) is process 0's (:func:`agreed_choice`), since each call is a collective.
+
 Cost: one compilation of each form (the step's, and the unrolled chunk's at the run's length, are reused by the
 run) plus a few steps of each after its warm-up call (a form whose warm-up call already shows it 3x slower than
 per-step training is not run again), and, where the short scan loses narrowly, one more compilation (the run's,
-reused) and two calls of a scan at the run's length; the training state itself is not touched. :func:`measure_step_and_scan`
+reused if the run then scans) and two calls of a scan at the run's length (each at most ``LONG_SCAN_SECONDS``
+at the fastest form's rate, so up to ``SCAN_CONTENDS`` times that at the scan's); the training state itself is
+not touched. :func:`measure_step_and_scan`
 (the speedrun trainer's) costs one per-step call, about ``PROBE_SECONDS`` of per-step calls (at least 2) and a
 scan of as many steps: its compilation (reused by the run only where that is an epoch's length) and one run, or
 two where the first is within 1.5x of the per-step form.
@@ -28,7 +33,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "measure_step_and_scan", "choose", "chunk_steps", "unroll_steps", "unroll_probe",
+__all__ = ["measure_loops", "measure_step_and_scan", "choose", "agreed_choice", "chunk_steps", "unroll_steps", "unroll_probe",
            "PROBE_STEPS", "SCAN_PROBE_STEPS", "PROBE_SECONDS", "SCAN_CONTENDS", "LONG_SCAN_SECONDS", "FORMS"]
 
 FORMS = ("step", "scan", "unroll")
@@ -39,6 +44,23 @@ COMPILE_ALLOWANCE_S = 10.0   # what a warm-up call may spend compiling before it
 PROBE_SECONDS = 0.25     # what measure_step_and_scan aims to spend timing the per-step form
 SCAN_CONTENDS = 1.5      # a short scan within this factor of the fastest form is timed again at the run's length
 LONG_SCAN_SECONDS = 5.0  # ... unless one call of that length would take longer than this at the fastest rate
+
+
+def _agreed(flag: bool) -> bool:
+    """`flag` as process 0 decided it: in a multi-process run every probe call is a collective, so a decision
+    taken from each process's own timings (run a call or not) must be the same everywhere."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag))))
+
+
+def agreed_choice(form: str) -> str:
+    """The loop form process 0 chose (every process then runs the same programs); `form` in one process."""
+    if jax.process_count() == 1:
+        return form
+    from jax.experimental import multihost_utils
+    return FORMS[int(multihost_utils.broadcast_one_to_all(np.asarray(FORMS.index(form), np.int32)))]
 
 
 def _fresh(placed):
@@ -85,8 +107,8 @@ def measure_loops(strategy, placed, batches: Callable[[int], tuple], *, batch_si
                                                  step_s)
     out["scan_steps"] = scan_steps
     fastest = max(out["step"], out.get("unroll", 0.0))
-    if (scan and scan > scan_steps and choose(out) != "scan" and out["scan"] * SCAN_CONTENDS >= fastest
-            and scan * batch_size / fastest <= LONG_SCAN_SECONDS):
+    if _agreed(scan and scan > scan_steps and choose(out) != "scan" and out["scan"] * SCAN_CONTENDS >= fastest
+               and scan * batch_size / fastest <= LONG_SCAN_SECONDS):
         long_data = (data + [batches(i) for i in range(len(data), scan)])[:scan]   # an epoch may hold just `scan`
         out["scan"] = batch_size / _time_chunk(strategy.train_chunk, strategy, placed, long_data, step_s)
         out["scan_steps"] = scan
@@ -108,7 +130,7 @@ def _time_chunk(fn, strategy, placed, data, step_s) -> float:
     state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))      # compile + warm up
     jax.block_until_ready(m)
     run_bound = time.perf_counter() - t0 - COMPILE_ALLOWANCE_S
-    if run_bound > 3 * step_s * len(data):
+    if _agreed(run_bound > 3 * step_s * len(data)):
         return run_bound / len(data)
     t0 = time.perf_counter()
     state, m = fn(state, *strategy.place_batch(*stacked, stacked=True))
