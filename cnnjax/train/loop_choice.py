@@ -33,8 +33,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-__all__ = ["measure_loops", "measure_step_and_scan", "choose", "agreed_choice", "chunk_steps", "unroll_steps", "unroll_probe",
-           "PROBE_STEPS", "SCAN_PROBE_STEPS", "PROBE_SECONDS", "SCAN_CONTENDS", "LONG_SCAN_SECONDS", "FORMS"]
+__all__ = ["measure_loops", "measure_step_and_scan", "choose", "agreed_choice", "chunk_steps", "unroll_steps",
+           "unroll_probe", "PROBE_STEPS", "SCAN_PROBE_STEPS", "PROBE_SECONDS", "SCAN_CONTENDS",
+           "LONG_SCAN_SECONDS", "FORMS"]
 
 FORMS = ("step", "scan", "unroll")
 
@@ -46,21 +47,22 @@ SCAN_CONTENDS = 1.5      # a short scan within this factor of the fastest form i
 LONG_SCAN_SECONDS = 5.0  # ... unless one call of that length would take longer than this at the fastest rate
 
 
-def _agreed(flag: bool) -> bool:
-    """`flag` as process 0 decided it: in a multi-process run every probe call is a collective, so a decision
-    taken from each process's own timings (run a call or not) must be the same everywhere."""
+def _from_process0(value: int) -> int:
+    """`value` as process 0 has it: in a multi-process run every probe call is a collective, so what is decided
+    from each process's own timings (make a call or not, the choice) must be the same everywhere."""
     if jax.process_count() == 1:
-        return bool(flag)
+        return int(value)
     from jax.experimental import multihost_utils
-    return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag))))
+    return int(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int32)))
+
+
+def _agreed(flag: bool) -> bool:
+    return bool(_from_process0(bool(flag)))
 
 
 def agreed_choice(form: str) -> str:
     """The loop form process 0 chose (every process then runs the same programs); `form` in one process."""
-    if jax.process_count() == 1:
-        return form
-    from jax.experimental import multihost_utils
-    return FORMS[int(multihost_utils.broadcast_one_to_all(np.asarray(FORMS.index(form), np.int32)))]
+    return FORMS[_from_process0(FORMS.index(form))]
 
 
 def _fresh(placed):
