@@ -12,21 +12,23 @@
 #   GPU_RUN_QUICK=1 OUT=/tmp/gpu_run bash experiments/gpu_run.sh
 #
 # No install is needed on the device image (it has jax, flax, optax, chex, tqdm, pillow and a CUDA torch):
-# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; 600 s in all):
+# cnnjax runs from the checkout through PYTHONPATH. Sections (limits in seconds; 670 s in all, so the call's 600 s
+# cuts section 6 short if the others all use their full limits):
 #   1. GPU and versions                                                              5
 #   2. MNIST speedrun (cnnjax.train.speedrun.MNIST), f32, 3 seeds + 1 warm-up      90
 #   2b. the same in bf16, 3 seeds                                                   50
 #   3. CIFAR-10 speedrun (airbench-style), bf16, 5 seeds + 1 warm-up               130
 #   3b. airbench94 itself (PyPI 0.1.8, unmodified) on this GPU and data: 1 warm-up + 5 runs   40 + 50
+#   3c. the CIFAR-10 speedrun at 11 epochs (bf16), 5 seeds + 1 warm-up                  70
 #   4. steady-state images/s: cnnjax scan (data on device) vs torch reduce-overhead,
 #      mnist_cnn, mnist_cnn2, cifar10_cnn, resnet20, flax_plain; matmul ceiling    130
 #      (the ceiling first, each row at most 45 s, the table and JSON rewritten after every row)
 #   5. the scan anchor (shared anchors' mnist_jax.py, flax_plain) side by side      35
 #   6. CIFAR-10 speedrun, float16 compute (float32 weights; loss scale 1024), 5 seeds + 1 warm-up  70
-#   7. sections 3 and 6 against airbench94's runs (Welch's t; experiments/cifar_seeds.py)  <1
+#   7. sections 3, 3c and 6 against airbench94's runs (Welch's t; experiments/cifar_seeds.py)  <1
 # Section 6 comes last because it is a question, not a target row: does float16 compute, as in airbench94 (3 more
 # significand bits than bfloat16; the trainer scales the loss for it), move the accuracy of section 3? It skips
-# the loop probe (--loop scan). If the earlier sections use their full limits, the call's 600 s cut it short;
+# the loop probe (--loop scan). If the earlier sections use their full limits, the call's 600 s cuts it short;
 # its JSON is rewritten after every seed, so it keeps the seeds it finished.
 # Every speedrun section starts with an untimed warm-up run: the seeds after it reuse its compiled executables
 # (compiled once per process, not once per seed) and its loop choice, and their clocks run warm executables
@@ -84,6 +86,15 @@ else
     | tee "$OUT/airbench94.log"
 fi
 
+section "3c. CIFAR-10 speedrun, bf16, 11 epochs instead of 9.9 (5 seeds, the same seeds as section 3)"
+# On the CPU, 9 seeds of the 9.9-epoch recipe average 90.54% with TTA, 0.12 points short of the 90.66% target.
+# More epochs is the one lever that is sure to add accuracy; it costs ~11% more time. If section 3 finishes well
+# inside airbench94's time (3b), this row says whether 11 epochs reach 90.66% and still beat it.
+if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --epochs 1.5"; else
+  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --epochs 11 --cache /tmp/cifar10.npz"; fi
+timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_ep11.json" 2>&1 \
+  | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun_ep11.log"
+
 section "4. steady-state images/s"
 rows=""
 for m in mnist_cnn mnist_cnn2 cifar10_cnn resnet20; do rows="$rows cnnjax:$m:scan390-dev torch:$m:compile-ro"; done
@@ -107,7 +118,7 @@ if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --dtype float16 --loop s
 timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_fp16.json" 2>&1 \
   | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun_fp16.log"
 section "7. CIFAR-10 seeds against airbench94 (by dtype, then both dtypes pooled)"
-jsons=$(ls "$OUT"/cifar_speedrun.json "$OUT"/cifar_speedrun_fp16.json 2>/dev/null)
+jsons=$(ls "$OUT"/cifar_speedrun.json "$OUT"/cifar_speedrun_ep11.json "$OUT"/cifar_speedrun_fp16.json 2>/dev/null)
 if [ -n "$jsons" ]; then
   { $PY experiments/cifar_seeds.py $jsons && $PY experiments/cifar_seeds.py $jsons --ignore dtype loss_scale; } \
     2>&1 | tee "$OUT/cifar_seeds.md"
