@@ -68,13 +68,14 @@ def parser(description: str, files: str, *, cache: bool = True, preset=None) -> 
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny widths, 1 epoch: checks the script "
                    "end to end in seconds (the numbers mean nothing)")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE", help="any other SpeedrunConfig field, "
-                   "e.g. --set lr=5.75 translate=1 (values as Python literals)")
+                   "e.g. --set lr=5.75 translate=1 whiten_sample=first (values as Python literals, or words)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file")
     return p
 
 
 def _settings(pairs) -> dict:
-    """``["lr=5.75", "flip=False"]`` -> ``{"lr": 5.75, "flip": False}``; SystemExit naming a malformed pair."""
+    """``["lr=5.75", "flip=False", "whiten_sample=first"]`` -> ``{"lr": 5.75, "flip": False, "whiten_sample":
+    "first"}``: Python literals, and a bare word as a string; SystemExit naming a malformed pair."""
     import ast
 
     out = {}
@@ -85,7 +86,10 @@ def _settings(pairs) -> dict:
         try:
             out[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise SystemExit(f"--set {pair!r}: {value!r} is not a Python literal (a number, True/False, a tuple)")
+            if not value.isidentifier():
+                raise SystemExit(f"--set {pair!r}: {value!r} is neither a Python literal (a number, True/False, "
+                                 f"a tuple) nor a word")
+            out[name] = value
     return out
 
 

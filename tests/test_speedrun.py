@@ -11,7 +11,7 @@ from cnnjax.params import count_variables
 from cnnjax.train import loop_choice
 from cnnjax.train.speedrun import (MNIST, SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
                                    loss_scale_of, lr_factor, make_optimizer, train_speedrun, translate,
-                                   tta_logits)
+                                   tta_logits, whitening_sample)
 
 
 def _patches_numpy(x):
@@ -222,6 +222,43 @@ def _two_easy_classes(n, seed=0):
     x = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
     x[y == 1, :, :, 0] += 120
     return x, y
+
+
+def test_whitening_sample_spreads_over_a_class_sorted_set():
+    labels = np.repeat(np.arange(10), 50)                 # 500 "images" sorted by class, as the JPEG copy is
+    images = labels.reshape(-1, 1, 1, 1)
+    spread = np.asarray(whitening_sample(images, 100)).ravel()
+    assert np.bincount(spread, minlength=10).tolist() == [10] * 10          # every 5th image: 10 per class
+    assert np.asarray(whitening_sample(images, 100, "first")).ravel().tolist() == [0] * 50 + [1] * 50
+    assert whitening_sample(images, 600).shape[0] == 500                     # fewer than asked for: all of them
+    assert np.array_equal(whitening_sample(images, 300), images[:300])      # 500 // 300 = 1: the first 300
+    assert np.array_equal(whitening_sample(images, 200), images[::2][:200])
+    with pytest.raises(ValueError, match="how='random' is not one of 'spread', 'first'"):
+        whitening_sample(images, 10, "random")
+
+
+def _whitening_matrix(kernel):
+    """``V diag(1 / (lambda + eps)) V^T`` from a whitening kernel's first 4c filters: free of the eigenvectors'
+    signs (which swap a filter with its negative)."""
+    w = np.asarray(kernel).reshape(-1, np.asarray(kernel).shape[-1])[:, :np.asarray(kernel).shape[-1] // 2]
+    return w @ w.T
+
+
+def test_the_trainer_whitens_with_the_sample_it_is_told():
+    x, y = _two_easy_classes(256 + 64)
+    order = np.argsort(y[:256], kind="stable")           # sorted by class: the first 32 images are all class 0
+    xs, ys = x[:256][order], y[:256][order]
+    assert ys[:32].max() == 0 and set(ys[::8][:32].tolist()) == {0, 1}
+    kwargs = dict(epochs=1, batch_size=64, widths=(4, 8, 8), tta_level=0, whiten_images=32, seed=0, loop="step")
+    found = {}
+    for how, sample in (("first", xs[:32]), ("spread", xs[::8][:32])):
+        run = train_speedrun(xs, ys, x[256:], y[256:], whiten_sample=how, **kwargs)
+        found[how] = _whitening_matrix(run["state"].params["whiten"]["kernel"])
+        sub = sample.astype(np.float64) / 255.0
+        by_hand = whitening_kernel(((sub - sub.mean((0, 1, 2))) / sub.std((0, 1, 2))).astype(np.float32), 5e-4)
+        np.testing.assert_allclose(found[how], _whitening_matrix(by_hand), rtol=2e-3, atol=1e-2)
+    # class 1's bright red channel is missing from the first 32: the two whitenings differ
+    assert np.abs(found["first"] - found["spread"]).max() > 0.1 * np.abs(found["spread"]).max()
 
 
 def test_grayscale_shapes_and_parameter_count_by_hand():
@@ -464,6 +501,7 @@ def test_later_runs_reuse_the_compiled_executables_warm_and_give_the_same_weight
     (dict(loop="fast"), "loop='fast'"),
     (dict(dtype="float64"), "dtype='float64'"),
     (dict(tta_level=3), "tta_level=3"),
+    (dict(whiten_sample="random"), "whiten_sample='random' is not one of 'spread', 'first'"),
     (dict(momentum=1.0), "momentum=1.0"),
     (dict(label_smoothing=1.0), "label_smoothing=1.0"),
     (dict(bn_epsilon=0.0), "bn_epsilon=0.0 must be > 0"),
@@ -535,6 +573,8 @@ def test_mnist_experiment_script_quick(tmp_path):
     assert config["flip"] is False and config["tta_level"] == 0 and config["translate"] == 1
     with pytest.raises(SystemExit, match="expected FIELD=VALUE"):
         script.main(["--quick", "--set", "lr"])
+    with pytest.raises(SystemExit, match="neither a Python literal"):
+        script.main(["--quick", "--set", "widths=(8, 16"])
     assert summary["markdown"].startswith("MNIST speedrun")
     assert "seeds reach 99.00% (without TTA)" in summary["markdown"]
     assert 0.0 <= summary["test_acc_mean"] <= 1.0 and summary["train_seconds_mean"] > 0
@@ -546,9 +586,11 @@ def test_experiment_script_quick_bfloat16(tmp_path):
 
     script = _script("cifar_speedrun")
     out = tmp_path / "speedrun.json"
-    summary = script.main(["--quick", "--dtype", "bfloat16", "--seeds", "0", "--out", str(out)])
+    summary = script.main(["--quick", "--dtype", "bfloat16", "--seeds", "0", "--set", "whiten_sample=first",
+                           "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["info"]["dtype"] == "bfloat16" and len(saved["runs"]) == 1
+    assert saved["runs"][0]["config"]["whiten_sample"] == "first"          # a bare word is a string
     assert 0.0 <= summary["test_acc_tta_mean"] <= 1.0 and "| mean ± std |" in summary["markdown"]
 
 

@@ -9,8 +9,9 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
 * **Data on the device as uint8**, each batch gathered inside the jitted step from a per-epoch permutation: no
   host round trip per step, and 4x less memory traffic than float images. The last ``n % batch_size`` images of
   each permutation are dropped.
-* **Whitening first layer**, computed from the (first ``whiten_images``) normalised training images at the start
-  of the timed run (:func:`cnnjax.models.speedrun.whitening_kernel`) and frozen: the network starts with
+* **Whitening first layer**, computed from ``whiten_images`` normalised training images spread over the set
+  (:func:`whitening_sample`; airbench94 takes the first ones, which on the class-sorted JPEG copy are all birds)
+  at the start of the timed run (:func:`cnnjax.models.speedrun.whitening_kernel`) and frozen: the network starts with
   decorrelated inputs. Its **bias** trains for the first ``whiten_bias_epochs`` epochs only (its learning rate is
   then 0): it moves the whitened features to where GELU is useful early on, and freezing it later removes noise.
 * **Normalisation** per channel with the mean and std of the same images (on the ``[0, 1]`` scale).
@@ -92,11 +93,12 @@ from .steps import loss_scale_for, scaled_value_and_grad
 
 __all__ = ["SpeedrunConfig", "SpeedrunState", "train_speedrun", "lr_factor", "lookahead_decay_at",
            "lookahead_update", "tta_logits", "translate", "alternating_flip", "make_optimizer", "param_labels",
-           "loss_scale_of",
-           "LOOPS", "DTYPES", "MNIST"]
+           "loss_scale_of", "whitening_sample",
+           "LOOPS", "DTYPES", "WHITEN_SAMPLES", "MNIST"]
 
 LOOPS = ("auto", "scan", "step")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+WHITEN_SAMPLES = ("spread", "first")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,10 @@ class SpeedrunConfig:
     whiten_bias_epochs: float = 3.0   # epochs during which the whitening bias trains
     whiten_eps: float = 5e-4          # added to the patch eigenvalues (normalised-pixel units squared)
     whiten_images: int = 5000         # training images used for the whitening and normalisation statistics
+    whiten_sample: str = "spread"     # which: "spread", every (n // whiten_images)-th image (a sample of the
+                                      # whole set, also where it is sorted by class, as the JPEG copy is);
+                                      # "first", the first whiten_images (airbench94's; a random sample only
+                                      # where the set is shuffled, as the original CIFAR-10 files are)
     translate: int = 2                # pixels of random translation (reflect padding)
     flip: bool = True                 # alternating horizontal flips
     lookahead_every: int = 5          # steps between lookahead updates
@@ -179,6 +185,8 @@ class SpeedrunConfig:
                 bad(name, "must be True or False")
         if self.dtype not in DTYPES:
             bad("dtype", f"is not one of {', '.join(DTYPES)}")
+        if self.whiten_sample not in WHITEN_SAMPLES:
+            bad("whiten_sample", f"is not one of {', '.join(map(repr, WHITEN_SAMPLES))}")
         _check_widths(self.widths, where)
         return self
 
@@ -349,6 +357,21 @@ def loss_scale_of(config: SpeedrunConfig) -> float:
     return loss_scale_for(DTYPES[config.dtype], config.batch_size)
 
 
+def whitening_sample(images, count: int, how: str = "spread"):
+    """The ``count`` images (all, where there are fewer) that the normalisation statistics and the whitening
+    kernel are computed from: ``how="first"`` takes the first ones, ``"spread"`` every ``(n // count)``-th, the
+    first ``count`` of ``images[::n // count]``. On a set sorted by class (the JPEG copy of CIFAR-10 is: its first
+    5000 training images are all birds) the first ones are one class, and a whitening computed from them leaves
+    the 2x2 patches of the other classes correlated; the spread sample holds every class in its proportion.
+    A static slice, so it costs no gather."""
+    n = images.shape[0]
+    if how not in WHITEN_SAMPLES:
+        raise ValueError(f"whitening_sample: how={how!r} is not one of {', '.join(map(repr, WHITEN_SAMPLES))}.")
+    if count >= n or how == "first":
+        return images[:count]
+    return images[::n // count][:count]
+
+
 def _normalise(images_u8, mean, std, dtype):
     """``(images / 255 - mean) / std`` per channel (last axis), in ``dtype``."""
     mean, std = mean.reshape(1, 1, 1, -1), std.reshape(1, 1, 1, -1)
@@ -376,12 +399,12 @@ class _Recipe:
                              jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
 
     def prepare(self, state, images_u8):
-        """Normalisation statistics and the whitening kernel from the first ``whiten_images`` images (timed)."""
-        sub = images_u8[:self.config.whiten_images].astype(jnp.float32) / 255.0
+        """Normalisation statistics and the whitening kernel from ``whiten_images`` training images (timed)."""
+        sample = whitening_sample(images_u8, self.config.whiten_images, self.config.whiten_sample)
+        sub = sample.astype(jnp.float32) / 255.0
         mean = jnp.mean(sub, axis=(0, 1, 2))
         std = jnp.std(sub, axis=(0, 1, 2))
-        kernel = whitening_kernel(_normalise(images_u8[:self.config.whiten_images], mean, std, jnp.float32),
-                                  self.config.whiten_eps)
+        kernel = whitening_kernel(_normalise(sample, mean, std, jnp.float32), self.config.whiten_eps)
         params = with_whitening(state.params, kernel)
         slow = (with_whitening(state.slow[0], kernel), state.slow[1])
         return state._replace(params=params, slow=slow), mean, std
