@@ -93,6 +93,16 @@ def test_softmax_cross_entropy_closed_form():
     assert float(F.accuracy(logits, np.array([2, 0], np.int32))) == 0.5
 
 
+@pytest.mark.parametrize("bad", [[3, 0], [-1, 0]])
+def test_labels_outside_the_classes_are_an_error(bad):
+    logits = np.zeros((2, 3), np.float32)
+    for fn in (F.softmax_cross_entropy, F.accuracy):     # 3 gave a NaN loss, -1 the last class, silently
+        with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\) .* got labels from"):
+            fn(logits, np.array(bad, np.int32))
+    # under jit the values are unknown: no check, and no error for labels that are in range
+    assert np.isfinite(jax.jit(F.softmax_cross_entropy)(logits, np.array([2, 0], np.int32))).all()
+
+
 def test_batch_norm_normalises():
     x = np.random.default_rng(1).standard_normal((16, 4, 4, 3)).astype(np.float32) * 3 + 2
     mean, var = F.batch_moments(x, (0, 1, 2))

@@ -251,6 +251,10 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path)
     (dict(parallel="tpu"), ValueError, "unknown parallel mode 'tpu'; valid: none, pmap, shard"),
     (dict(resume=True), ValueError, "resume=True needs a checkpoint_dir"),
     (dict(optimizer=3), TypeError, "optimizer must be a name or an optax.GradientTransformation"),
+    (dict(label_smoothing=1.0), ValueError, r"label_smoothing=1.0 must be a number in \[0, 1\)"),
+    (dict(label_smoothing=-0.5), ValueError, r"label_smoothing=-0.5 must be a number in \[0, 1\)"),
+    (dict(dtype="float8"), ValueError, "dtype='float8' is not a floating-point dtype"),
+    (dict(dtype="int32"), ValueError, "dtype='int32' is not a floating-point dtype"),
 ])
 def test_fit_bad_input(kwargs, err, match):
     x, y = toy_data(64)
@@ -264,3 +268,31 @@ def test_fit_bad_data():
         fit(TinyCNN(), (np.zeros((4, 8, 8)), np.zeros(4, int)), epochs=1, batch_size=2)
     with pytest.raises(TypeError, match="labels must be integer class ids"):
         fit(TinyCNN(), (np.zeros((4, 8, 8, 1)), np.zeros(4)), epochs=1, batch_size=2)
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_labels_outside_the_models_classes_are_an_error(bad):
+    """TinyCNN has 3 outputs: one_hot made label 3 (or -1) an all-zero target, a loss of 0, silently."""
+    x, y = toy_data(32)
+    wrong = y.copy()
+    wrong[5] = bad
+    match = rf"labels must be class indices in \[0, 3\) for a model with 3 outputs; got labels from {min(bad, 0)}"
+    with pytest.raises(ValueError, match="fit: data " + match):
+        fit(TinyCNN(), (x, wrong), epochs=1, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match="fit: validation_data " + match):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data=(x, wrong))
+    state, _ = fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, loop="step")
+    with pytest.raises(ValueError, match="evaluate: data " + match):
+        evaluate(TinyCNN(), state, (x, wrong))
+
+
+def test_images_of_another_shape_are_an_error():
+    x, y = toy_data(32)
+    other, _ = toy_data(8, size=10)
+    with pytest.raises(ValueError, match=r"validation_data images have shape \(10, 10, 1\), the training images "
+                                         r"\(8, 8, 1\)"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data=(other, y[:8]))
+    state, _ = fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, loop="step")
+    with pytest.raises(ValueError, match=r"evaluate: images of shape \(10, 10, 1\) do not fit the model's "
+                                         r"parameters"):
+        evaluate(TinyCNN(), state, (other, y[:8]))

@@ -17,6 +17,13 @@ def _check_labels(logits, labels, fn):
         raise ValueError(
             f"{fn}: labels of shape {tuple(labels.shape)} must have the shape of logits without the class axis, "
             f"{tuple(logits.shape[:-1])}.")
+    if not isinstance(labels, jax.core.Tracer) and labels.size:
+        # Concrete labels only: under jit the values are unknown here (an index out of range would give a NaN
+        # loss, or wrap around to the last class for -1).
+        low, high, classes = int(jnp.min(labels)), int(jnp.max(labels)), logits.shape[-1]
+        if low < 0 or high >= classes:
+            raise ValueError(f"{fn}: labels must be class indices in [0, {classes}) for logits with {classes} "
+                             f"classes; got labels from {low} to {high}.")
     return labels
 
 
@@ -25,6 +32,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
 
     ``logits (..., classes)``, ``labels (...)`` int → losses ``(...)``, in float32 at least (a bfloat16 model's
     loss is computed in float32). ``label_smoothing=a`` mixes the one-hot target with ``a / classes``.
+    Labels outside ``[0, classes)`` raise ValueError where they are concrete; under ``jit`` they cannot be checked.
     """
     fn = "softmax_cross_entropy"
     logits = _checks.floating(logits, "logits", fn)

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from typing import Any, Callable, Sequence
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,6 +68,51 @@ def as_arrays(data, *, fn: str = "fit", arg: str = "data"):
     return images, labels.astype(np.int32)
 
 
+def _check_label_smoothing(fn, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= value < 1.0:
+        raise ValueError(f"{fn}: label_smoothing={value!r} must be a number in [0, 1), e.g. 0.1.")
+
+
+def _compute_dtype(fn, given):
+    try:
+        dtype = jnp.dtype(given)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{fn}: dtype={given!r} is not a floating-point dtype; use 'float32', 'bfloat16' or "
+                         "'float16'.")
+    return dtype
+
+
+def _check_labels(fn, arg, labels, classes):
+    """ValueError where a label is not one of the model's ``classes`` (one_hot would make it an all-zero target:
+    a loss of 0 and an accuracy of 0, silently)."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{fn}: {arg} labels must be class indices in [0, {classes}) for a model with {classes} "
+                         f"outputs; got labels from {labels.min()} to {labels.max()}.")
+
+
+def _num_classes(model, input_shape) -> int:
+    """The number of logits `model` gives for one image of `input_shape` (traced only: nothing runs)."""
+    key = jax.random.PRNGKey(0)
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    out, _ = jax.eval_shape(partial(model.init_with_output, train=False), {"params": key, "dropout": key}, x)
+    return int(out.shape[-1])
+
+
+def _num_classes_with(fn, model, state, images) -> int:
+    """Like `_num_classes`, with `state`'s parameters: ValueError where `images` do not fit them."""
+    variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+    x = jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
+    try:
+        out = jax.eval_shape(partial(model.apply, train=False), variables, x)
+    except flax.errors.FlaxError as err:
+        raise ValueError(f"{fn}: images of shape {tuple(images.shape[1:])} do not fit the model's parameters "
+                         f"(trained on images of another shape?): {err}") from None
+    return int(out.shape[-1])
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The row order of epoch `epoch` (see module docstring)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -99,6 +146,10 @@ def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_sm
     """{"loss", "accuracy"} of `model` with `state` (params and batch_stats) on `data`, in inference mode."""
     images, labels = as_arrays(data, fn="evaluate")
     _check_int("evaluate", "batch_size", batch_size)
+    _check_label_smoothing("evaluate", label_smoothing)
+    if dtype is not None:
+        dtype = _compute_dtype("evaluate", dtype)
+    _check_labels("evaluate", "data", labels, _num_classes_with("evaluate", model, state, images))
     strategy = make_strategy(parallel, model, optax.identity(), label_smoothing=label_smoothing, dtype=dtype)
     out = evaluate_with(strategy, strategy.place_state(state), images, labels, batch_size=batch_size)
     return {k: float(v) for k, v in out.items()}
@@ -159,14 +210,23 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         if ensemble not in (1, len(learning_rates)):
             raise ValueError(f"fit: ensemble={ensemble} but {len(learning_rates)} learning_rates given.")
         ensemble = len(learning_rates)
+    _check_label_smoothing("fit", label_smoothing)
     if validation_data is not None:
         val_images, val_labels = as_arrays(validation_data, fn="fit", arg="validation_data")
+        if val_images.shape[1:] != images.shape[1:]:
+            raise ValueError(f"fit: validation_data images have shape {val_images.shape[1:]}, the training images "
+                             f"{images.shape[1:]}; give both the same (height, width, channels).")
     if dtype is not None:
-        dtype = jnp.dtype(dtype)
+        dtype = _compute_dtype("fit", dtype)
         if not hasattr(model, "dtype"):
             raise TypeError(f"fit: dtype={dtype!r} needs a model with a `dtype` field; "
-                            f"{type(model).__name__} has none.")
+                            f"{type(model).__name__} has none (the zoo's models and the layers with "
+                            "parameters have one; for a Sequential, give its layers dtype=).")
         model = model.clone(dtype=dtype)
+    classes = _num_classes(model, tuple(int(d) for d in images.shape[1:]))
+    _check_labels("fit", "data", labels, classes)
+    if validation_data is not None:
+        _check_labels("fit", "validation_data", val_labels, classes)
 
     steps_per_epoch = n // batch_size
     total_steps = epochs * steps_per_epoch
