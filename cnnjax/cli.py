@@ -167,10 +167,15 @@ class UsageError(ValueError):
 def _check_dataset(name, args):
     from cnnjax import models
     from cnnjax.data import KNOWN_DATASETS
+    from cnnjax.data.sources import IMAGE_SHAPES
     dataset = args.dataset or models.dataset(name)
     if dataset not in KNOWN_DATASETS and not os.path.isdir(dataset):
         raise UsageError(f"unknown dataset {dataset!r}; valid names: {', '.join(KNOWN_DATASETS)} "
                          "(or an image-folder path)")
+    expected = tuple(models.input_shape(name))
+    if dataset in IMAGE_SHAPES and IMAGE_SHAPES[dataset] != expected:    # said before minutes of importing
+        raise UsageError(f"model {name!r} takes images {expected} but dataset {dataset!r} has "
+                         f"{IMAGE_SHAPES[dataset]}")
     return dataset
 
 
@@ -267,8 +272,12 @@ def _train(args) -> int:
     seconds = time.perf_counter() - start
     if lead and history.get("val_accuracy"):
         members = history.get("val_accuracy_members")
+        # an ensemble's figures are the mean of its members' (each trained and evaluated alone), not the
+        # accuracy of their averaged predictions
+        mean = f"mean of {len(members[-1])} members " if members else ""
         extra = (" (members: " + ", ".join(f"{a:.4f}" for a in members[-1]) + ")") if members else ""
-        print(f"test accuracy: {history['val_accuracy'][-1]:.4f}{extra}  test loss: {history['val_loss'][-1]:.4f}"
+        print(f"test accuracy: {mean}{history['val_accuracy'][-1]:.4f}{extra}  test loss: {mean}"
+              f"{history['val_loss'][-1]:.4f}"
               f"  ({len(test.labels)} {dataset} test images; {args.model}, {len(history['epoch'])} epochs, "
               f"{seconds:.1f} s)", flush=True)
     return 0
@@ -341,6 +350,10 @@ def main(argv=None) -> int:
         return 3
     except (ValueError, TypeError, DataNotFoundError) as e:
         print(f"{prefix} {e}", file=sys.stderr)
+        return 2
+    except OSError as e:           # a file named on the command line that is missing, unreadable or unwritable
+        print(f"{prefix} {e.filename!r}: {e.strerror}" if e.filename and e.strerror else f"{prefix} {e}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ncnnjax {args.command}: interrupted", file=sys.stderr)

@@ -53,6 +53,10 @@ def test_argument_errors_exit_2_and_name_the_valid_choices(argv, message, capsys
 def test_unknown_dataset_and_resume_without_dir(capsys):
     code, _, err = _run(["train", "--model", "mnist_cnn", "--dataset", "svhn"], capsys)
     assert code == 2 and "unknown dataset 'svhn'; valid names: mnist, fashion_mnist, cifar10" in err
+    for command in ("train", "evaluate"):   # before any data is read (importing CIFAR-10 took a minute first)
+        code, _, err = _run([command, "--model", "mnist_cnn", "--dataset", "cifar10", "--data-dir", "/nonexistent",
+                             "--checkpoint-dir", "/nonexistent"], capsys)
+        assert code == 2 and "model 'mnist_cnn' takes images (28, 28, 1) but dataset 'cifar10' has (32, 32, 3)" in err
     code, _, err = _run(["train", "--model", "mnist_cnn", "--resume"], capsys)
     assert code == 2 and "--resume needs --checkpoint-dir" in err
 
@@ -66,6 +70,15 @@ def test_unwritable_checkpoint_dir_and_metrics_file_write_nothing(tmp_path, caps
                          "--checkpoint-dir", str(tmp_path / "ck")], capsys)
     assert code == 2 and "--metrics-out" in err and "cannot be written" in err
     assert sorted(os.listdir(tmp_path)) == ["file"]        # the checks come before anything is created
+
+
+def test_plot_with_missing_files_exits_2_and_creates_nothing(tmp_path, capsys):
+    code, _, err = _run(["plot", "curves", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "c.png")], capsys)
+    assert code == 2 and "no metrics file at" in err and "Traceback" not in err
+    code, _, err = _run(["plot", "filters", "--model", "mnist_cnn", "--checkpoint-dir", str(tmp_path / "nope"),
+                         "--out", str(tmp_path / "f.png")], capsys)
+    assert code == 2 and "--checkpoint-dir" in err and "does not exist" in err
+    assert os.listdir(tmp_path) == []          # the checkpoint folder was created for reading before
 
 
 def test_resume_with_a_different_model_is_refused(tmp_path, capsys):
@@ -108,3 +121,17 @@ def test_train_then_evaluate_on_mnist(tmp_path, capsys):
     assert f"test accuracy: {accuracy:.4f}" in out
     code, _, err = _run(argv[:9] + ["--limit", "100", "--batch-size", "128"], capsys)
     assert code == 2 and "--batch-size 128 is larger than the 100 training images" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "mnist")), reason="needs ../shared/data/mnist")
+def test_an_ensembles_test_accuracy_is_labelled_as_the_members_mean(capsys):
+    argv = ["train", "--model", "fashion_dnn", "--dataset", "mnist", "--data-dir", DATA, "--epochs", "1",
+            "--limit", "1024", "--batch-size", "128", "--ensemble-lrs", "1e-3", "3e-3", "--no-progress"]
+    code, out, err = _run(argv, capsys)
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: mean of 2 members ") and "test loss: mean of 2 members " in last
+    words = last.split()
+    mean, members = float(words[6]), [float(words[8].strip("(,")), float(words[9].strip(")"))]
+    assert mean == pytest.approx(sum(members) / 2, abs=2e-4)        # the members' mean, as the label says

@@ -29,10 +29,12 @@ def _info(args) -> int:
     return 0
 
 
-def add_subcommands(subparsers) -> argparse.ArgumentParser:
-    """Add `data` with sub-commands `import` and `info` to an argparse subparsers object; returns its parser."""
-    data = subparsers.add_parser("data", help="import and inspect datasets (offline)")
-    sub = data.add_subparsers(dest="data_command", required=True)
+def add_subcommands(subparsers, prog: str | None = None) -> argparse.ArgumentParser:
+    """Add `data` with sub-commands `import` and `info` to an argparse subparsers object; returns its parser.
+    ``prog``: the usage lines' program name (``python -m cnnjax.data``; default ``cnnjax data``)."""
+    data = subparsers.add_parser("data", help="import and inspect datasets (offline)",
+                                 **({"prog": prog} if prog else {}))
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="{import,info}")
     dir_help = f"prepared tfds data directory (default ${ENV_DATA_DIR}, else $TFDS_DATA_DIR, else ~/tensorflow_datasets)"
 
     imp = sub.add_parser("import", help="prepare datasets from local distribution files, no network")
@@ -55,6 +57,6 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """`python -m cnnjax.data import|info ...`."""
     parser = argparse.ArgumentParser(prog="python -m cnnjax.data")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    add_subcommands(parser.add_subparsers(dest="command", required=True), prog="python -m cnnjax.data")
     args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)

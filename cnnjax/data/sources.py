@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 KNOWN_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}   # (H, W, C)
 
 # For each dataset: sub-folders of a source folder searched before the folder itself.
 _SUBFOLDERS = {

@@ -9,6 +9,7 @@ Without `--checkpoint-dir` the model has its random initial weights (the title s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -25,6 +26,8 @@ def _model_and_variables(args):
     if args.checkpoint_dir:
         from cnnjax.train import Checkpointer
 
+        if not os.path.isdir(args.checkpoint_dir):     # Checkpointer would create it (for writing)
+            raise ValueError(f"--checkpoint-dir {args.checkpoint_dir!r} does not exist")
         ckpt = Checkpointer(args.checkpoint_dir)
         params, batch_stats, _ = ckpt.restore_variables(expected_params=variables["params"])
         ckpt.close()
@@ -107,10 +110,12 @@ def _model_options(p) -> None:
     p.add_argument("--out", required=True, help="PNG file to write")
 
 
-def add_subcommands(subparsers) -> argparse.ArgumentParser:
-    """Add `plot` with sub-commands `curves`, `features` and `filters` to an argparse subparsers object."""
-    plot = subparsers.add_parser("plot", help="draw training curves, feature maps and filters as PNG files")
-    sub = plot.add_subparsers(dest="plot_command", required=True)
+def add_subcommands(subparsers, prog: str | None = None) -> argparse.ArgumentParser:
+    """Add `plot` with sub-commands `curves`, `features` and `filters` to an argparse subparsers object.
+    ``prog``: the usage lines' program name (``python -m cnnjax.viz``; default ``cnnjax plot``)."""
+    plot = subparsers.add_parser("plot", help="draw training curves, feature maps and filters as PNG files",
+                                 **({"prog": prog} if prog else {}))
+    sub = plot.add_subparsers(dest="plot_command", required=True, metavar="{curves,features,filters}")
 
     curves = sub.add_parser("curves", help="loss and accuracy per epoch from a --metrics-out JSON-lines file")
     curves.add_argument("metrics", help="JSON-lines metrics file (one object per epoch)")
@@ -141,6 +146,13 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """`python -m cnnjax.viz curves|features|filters ...`."""
     parser = argparse.ArgumentParser(prog="python -m cnnjax.viz")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    add_subcommands(parser.add_subparsers(dest="command", required=True), prog="python -m cnnjax.viz")
     args = parser.parse_args(["plot", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as e:
+        print(f"python -m cnnjax.viz: error: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"python -m cnnjax.viz: error: {e.filename!r}: {e.strerror}" if e.filename and e.strerror
+              else f"python -m cnnjax.viz: error: {e}", file=sys.stderr)
+    return 2
