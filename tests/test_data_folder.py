@@ -1,4 +1,5 @@
 """Image folders: crafted trees of solid-colour images, so every pixel and label is known in closed form."""
+import re
 import warnings
 
 import numpy as np
@@ -89,6 +90,7 @@ def test_empty_class_one_class_and_mixed_sizes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_image_folder(mixed, image_size=(4, 4), progress=False)[0].shape == (2, 4, 4, 3)
+        assert load_image_folder(mixed, image_size=3, progress=False)[0].shape == (2, 3, 3, 3)    # one int: square
 
 
 def test_bad_options(tmp_path):
@@ -97,5 +99,8 @@ def test_bad_options(tmp_path):
         load_image_folder(root, color_mode="cmyk", progress=False)
     with pytest.raises(ValueError, match="image_size=\\(0, 3\\)"):
         load(str(root), "train", image_size=(0, 3), progress=False)
+    for bad in (0, 2.5, "64x64", (4, 4, 3), True):
+        with pytest.raises(ValueError, match=re.escape(f"load: image_size={bad!r};") + ".*or one int for a square"):
+            load(str(root), "train", image_size=bad, progress=False)
     with pytest.raises(ValueError, match="not a folder"):
         load_image_folder(tmp_path / "nope", progress=False)

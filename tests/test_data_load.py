@@ -73,6 +73,9 @@ def test_cache_gives_identical_arrays_and_nchw(tiny_mnist):
     np.testing.assert_array_equal(again.labels, first.labels)
     big = load("mnist", "train", prepared_dir=prepared, image_size=(32, 32), progress=False)
     assert big.images.shape == (30, 32, 32, 1)
+    # a data_dir that does not exist is a mistake even where the cache would serve (it was silently ignored)
+    with pytest.raises(DataNotFoundError, match=r"data_dir '.*typo' is not a folder"):
+        load("mnist", "train", data_dir=str(Path(source) / "typo"), prepared_dir=prepared, progress=False)
     np.testing.assert_allclose(big.images[:, 16, 16, 0], first.images[:, 0, 0, 0], atol=1e-6)  # solid stays solid
 
 

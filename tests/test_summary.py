@@ -2,6 +2,7 @@
 import re
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -167,6 +168,14 @@ def test_count_params():
 def test_bad_input_shape(shape):
     with pytest.raises(ValueError, match=r"summary: input_shape="):
         cnnjax.summary(models.get("mnist_cnn"), shape)
+
+
+def test_an_input_shape_with_the_batch_axis_says_so():
+    # (1, 28, 28, 1) is a batch, not one example: the first layer sees rank 5, one axis too many
+    with pytest.raises(ValueError, match=r"has rank 5, .*one axis too many\? An input_shape .* without the batch axis"):
+        cnnjax.summary(models.get("mnist_cnn"), (1, 28, 28, 1))
+    with pytest.raises(ValueError, match=r"has rank 3, .*add a batch axis with x\[None\]"):
+        models.get("mnist_cnn").init(jax.random.key(0), jnp.zeros((28, 28, 1)))
 
 
 def test_channels_first_formulas_and_receptive_fields():

@@ -61,6 +61,22 @@ def folder_layout(root: str) -> tuple[dict[str, str], tuple[str, ...]]:
     return splits, tuple(classes)
 
 
+def as_image_size(value, fn: str) -> tuple[int, int] | None:
+    """``value`` as ``(height, width)``: None stays None, an int n means ``(n, n)``; ValueError naming ``fn``
+    for anything else than one or two ints >= 1."""
+    if value is None:
+        return None
+    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        ok = len(pair) == 2 and all(not isinstance(s, bool) and int(s) == s and s >= 1 for s in pair)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{fn}: image_size={value!r}; expected (height, width) of ints >= 1, or one int for a "
+                         "square.")
+    return int(pair[0]), int(pair[1])
+
+
 def decode_file(path: str, *, image_size: tuple[int, int] | None, color_mode: str) -> np.ndarray:
     """One image file -> (h, w, c) uint8 (c = 3 for "rgb", 1 for "grayscale"), resized bilinearly to
     `image_size` = (height, width) when given. Raises ValueError naming the file if PIL cannot decode it."""
@@ -113,10 +129,7 @@ def load_image_folder(
         raise ValueError(
             f"load_image_folder: validation_fraction={validation_fraction!r}; it must be in [0, 1) (e.g. 0.2)."
         )
-    if image_size is not None:
-        if len(image_size) != 2 or any(int(s) != s or s < 1 for s in image_size):
-            raise ValueError(f"load_image_folder: image_size={image_size!r}; expected (height, width) of ints >= 1.")
-        image_size = (int(image_size[0]), int(image_size[1]))
+    image_size = as_image_size(image_size, "load_image_folder")
     splits, classes = folder_layout(root)
     carve = split == "validation" and "validation" not in splits and validation_fraction > 0
     source_split = "train" if carve else split

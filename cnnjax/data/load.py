@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from cnnjax.data.folder import load_image_folder
+from cnnjax.data.folder import as_image_size, load_image_folder
 from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError, where_to_put
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -118,6 +118,9 @@ def _load_named(name, split, *, data_dir, prepared_dir, download, progress):
 
     from cnnjax.data.builders import import_dataset, is_prepared, prepared_path
 
+    if data_dir is not None and not os.path.isdir(data_dir):   # also where a prepared copy would serve: a typo
+        raise DataNotFoundError(f"load: data_dir {data_dir!r} is not a folder; point it at the folder with "
+                                f"{where_to_put(name)}.")
     cache = _cache_file(name, split, prepared_dir)
     cached = _read_cache(cache)
     if cached is not None:
@@ -127,9 +130,6 @@ def _load_named(name, split, *, data_dir, prepared_dir, download, progress):
     elif data_dir is not None and is_prepared(name, data_dir):
         builder = tfds.builder_from_directory(prepared_path(name, data_dir))
     elif data_dir is not None:
-        if not os.path.isdir(data_dir):
-            raise DataNotFoundError(f"load: data_dir {data_dir!r} is not a folder; point it at the folder with "
-                                    f"{where_to_put(name)}.")
         builder = tfds.builder_from_directory(import_dataset(name, data_dir, data_dir=prepared_dir))
     elif download:
         builder = tfds.builder(name, data_dir=prepared_dir)
@@ -198,8 +198,7 @@ def load(
         raise ValueError(f"load: data_format={data_format!r}; valid values are {DATA_FORMATS}.")
     if not isinstance(split, str):
         raise TypeError(f"load: split must be a str such as 'train' or 'test', got {split!r}.")
-    if image_size is not None and (len(image_size) != 2 or any(int(s) != s or s < 1 for s in image_size)):
-        raise ValueError(f"load: image_size={image_size!r}; expected (height, width) of ints >= 1.")
+    image_size = as_image_size(image_size, "load")
     key = os.fspath(name)
     if key in KNOWN_DATASETS:
         if validation_fraction or color_mode != "rgb":

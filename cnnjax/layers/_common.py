@@ -34,9 +34,13 @@ def check_rank(x, n: int, layer: str, data_format: str = "channels_last") -> str
     fmt = _args.data_format(data_format, n, layer)
     if jnp.ndim(x) != n + 2:
         layout = _LAYOUTS[n][0 if fmt == "channels_last" else 1]
+        rank = jnp.ndim(x)
+        hint = ("; add a batch axis with x[None] for a single example" if rank == n + 1 else
+                "; is there one axis too many? An input_shape (summary, create_state, the zoo's input_shape) is "
+                "one example's shape, without the batch axis" if rank == n + 3 else "")
         raise ValueError(
-            f"{layer}: input of shape {tuple(jnp.shape(x))} has rank {jnp.ndim(x)}, but {layer} needs rank "
-            f"{n + 2}: {layout}; add a batch axis with x[None] for a single example.")
+            f"{layer}: input of shape {tuple(jnp.shape(x))} has rank {rank}, but {layer} needs rank "
+            f"{n + 2}: {layout}{hint}.")
     return fmt
 
 
