@@ -1,10 +1,11 @@
 """How far each low precision's gradients are from float32's, for the CIFAR-10 speedrun network at init, on real
-images: the evidence behind the trainer's float16 loss scale and gpu_run.sh's float16 section (issue 7).
+images: the evidence behind the trainer's float16 loss scale (issue 7).
 
     python experiments/speedrun_precision.py --cache /tmp/runs/cifar.npz --images 256 --out /tmp/precision.json
 
 One batch (the first ``--images`` training images, normalised as the trainer does; the whitening kernel and the
-statistics come from the first 5000, as in a run), the recipe's loss at init (default widths, identity init),
+statistics come from the first 5000, as in a run before ``whiten_sample="spread"``; on the class-sorted JPEG copy
+both are birds only, kept so that the committed results stay reproducible), the recipe's loss at init (default widths, identity init),
 its gradients computed four ways from the same float32 parameters: float32, bfloat16, float16 without a loss
 scale and float16 with the trainer's default scale (the batch size). For each parameter, the relative error
 ``||g - g32|| / ||g32||``. No training; deterministic (the figures do not depend on the machine's load).
