@@ -135,3 +135,26 @@ def test_an_ensembles_test_accuracy_is_labelled_as_the_members_mean(capsys):
     words = last.split()
     mean, members = float(words[6]), [float(words[8].strip("(,")), float(words[9].strip(")"))]
     assert mean == pytest.approx(sum(members) / 2, abs=2e-4)        # the members' mean, as the label says
+
+
+def test_limit_keeps_every_class_of_a_class_sorted_set(monkeypatch, capsys):
+    """--limit N takes every (n // N)-th training image: an image folder is read class by class, and its first
+    N images were one class."""
+    import numpy as np
+
+    import cnnjax.cli
+    import cnnjax.train
+    from cnnjax.data.load import Split
+
+    sorted_train = Split(np.zeros((1000, 28, 28, 1), np.uint8), np.repeat(np.arange(10), 100).astype(np.int32),
+                         tuple("0123456789"))
+    monkeypatch.setattr(cnnjax.cli, "_load", lambda dataset, split, args: sorted_train)
+    seen = {}
+
+    def fake_fit(model, data, **kwargs):
+        seen["labels"] = data[1]
+        return None, {}
+    monkeypatch.setattr(cnnjax.train, "fit", fake_fit)
+    code, _, err = _run(["train", "--model", "mnist_cnn", "--limit", "50", "--batch-size", "10"], capsys)
+    assert code == 0, err
+    assert len(seen["labels"]) == 50 and np.bincount(seen["labels"]).tolist() == [5] * 10
