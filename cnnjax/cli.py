@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--metrics-out", default=None, metavar="FILE",
                    help="write one JSON line per epoch (loss, accuracy, images/s, test loss and accuracy)")
     t.add_argument("--limit", type=_int_at_least("--limit", 1), default=None, metavar="N",
-                   help="use only N training images, every (n // N)-th, so that a class-sorted image folder "
-                        "keeps all its classes (quick runs)")
+                   help="use only N training images, spread evenly over the set, so that a class-sorted image "
+                        "folder keeps all its classes (quick runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
     t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="multi-process: address of process 0 (or $JAX_COORDINATOR_ADDRESS)")
@@ -198,6 +198,7 @@ def _train(args) -> int:
 
     import jax
     from cnnjax import models
+    from cnnjax.sampling import spread_indices
     from cnnjax.train import fit
     from cnnjax.train.checkpoint import Checkpointer, check_writable
 
@@ -228,10 +229,10 @@ def _train(args) -> int:
     test = _load(dataset, "test", args)
     images, labels = train.images, train.labels
     if args.limit and args.limit < len(images):
-        # every (n // limit)-th image, not the first ones: an image folder is read class by class, so its first
-        # N images can all be one class
-        keep = slice(None, None, len(images) // args.limit)
-        images, labels = images[keep][:args.limit], labels[keep][:args.limit]
+        # rows spread over the set, not the first ones: an image folder is read class by class, so its first N
+        # images can all be one class
+        keep = spread_indices(len(images), args.limit)
+        images, labels = images[keep], labels[keep]
     if args.batch_size > len(images):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(images)} training images")
     expected = tuple(models.input_shape(args.model))

@@ -86,6 +86,7 @@ import optax
 
 from cnnjax import functional as F
 from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, _check_widths, whitening_kernel, with_whitening
+from cnnjax.sampling import spread_indices
 
 from .host_memory import keep_freed_memory
 from .loop_choice import choose, measure_step_and_scan
@@ -123,7 +124,7 @@ class SpeedrunConfig:
     whiten_bias_epochs: float = 3.0   # epochs during which the whitening bias trains
     whiten_eps: float = 5e-4          # added to the patch eigenvalues (normalised-pixel units squared)
     whiten_images: int = 5000         # training images used for the whitening and normalisation statistics
-    whiten_sample: str = "spread"     # which: "spread", every (n // whiten_images)-th image (a sample of the
+    whiten_sample: str = "spread"     # which: "spread", rows spread evenly over the set (a sample of the
                                       # whole set, also where it is sorted by class, as the JPEG copy is);
                                       # "first", the first whiten_images (airbench94's; a random sample only
                                       # where the set is shuffled, as the original CIFAR-10 files are)
@@ -359,17 +360,17 @@ def loss_scale_of(config: SpeedrunConfig) -> float:
 
 def whitening_sample(images, count: int, how: str = "spread"):
     """The ``count`` images (all, where there are fewer) that the normalisation statistics and the whitening
-    kernel are computed from: ``how="first"`` takes the first ones, ``"spread"`` every ``(n // count)``-th, the
-    first ``count`` of ``images[::n // count]``. On a set sorted by class (the JPEG copy of CIFAR-10 is: its first
+    kernel are computed from: ``how="first"`` takes the first ones, ``"spread"`` rows spread evenly over the set
+    (:func:`cnnjax.sampling.spread_indices`). On a set sorted by class (the JPEG copy of CIFAR-10 is: its first
     5000 training images are all birds) the first ones are one class, and a whitening computed from them leaves
     the 2x2 patches of the other classes correlated; the spread sample holds every class in its proportion.
-    A static slice, so it costs no gather."""
+    The indices are constants, known when the set-up is traced."""
     n = images.shape[0]
     if how not in WHITEN_SAMPLES:
         raise ValueError(f"whitening_sample: how={how!r} is not one of {', '.join(map(repr, WHITEN_SAMPLES))}.")
     if count >= n or how == "first":
         return images[:count]
-    return images[::n // count][:count]
+    return images[spread_indices(n, count)]
 
 
 def _normalise(images_u8, mean, std, dtype):
