@@ -99,8 +99,15 @@ def test_labels_outside_the_classes_are_an_error(bad):
     for fn in (F.softmax_cross_entropy, F.accuracy):     # 3 gave a NaN loss, -1 the last class, silently
         with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\) .* got labels from"):
             fn(logits, np.array(bad, np.int32))
-    # under jit the values are unknown: no check, and no error for labels that are in range
-    assert np.isfinite(jax.jit(F.softmax_cross_entropy)(logits, np.array([2, 0], np.int32))).all()
+    # jax arrays are not read (under jit their values are unknown): in range they work traced, passed in or
+    # closed over (reading a closed-over array's values inside the trace failed in the first version)
+    good = np.array([2, 0], np.int32)
+    assert np.isfinite(jax.jit(F.softmax_cross_entropy)(logits, good)).all()
+    closed = jnp.asarray(good)
+    assert np.isfinite(jax.jit(lambda z: F.softmax_cross_entropy(z, closed))(logits)).all()
+    assert float(jax.jit(lambda z: F.accuracy(z, closed))(logits)) == 0.5      # argmax of zeros: class 0
+    assert np.isfinite(jax.grad(lambda z: jnp.sum(F.softmax_cross_entropy(z, closed)))(logits)).all()
+    assert np.isfinite(F.softmax_cross_entropy(logits, jnp.asarray([3, 0]))).any()     # not checked: no error
 
 
 def test_batch_norm_normalises():

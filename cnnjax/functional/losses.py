@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnnjax.functional import _checks
 
@@ -10,6 +11,10 @@ __all__ = ["softmax_cross_entropy", "accuracy"]
 
 
 def _check_labels(logits, labels, fn):
+    # Label values are checked where they are host data (NumPy, lists): reading a jax array's values would wait
+    # for the device, and under jit they are unknown (an index out of range then gives a NaN loss, and -1 the
+    # last class).
+    host = None if isinstance(labels, jax.Array) else np.asarray(labels)
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"{fn}: labels have dtype {labels.dtype}; give integer class indices (e.g. int32).")
@@ -17,10 +22,8 @@ def _check_labels(logits, labels, fn):
         raise ValueError(
             f"{fn}: labels of shape {tuple(labels.shape)} must have the shape of logits without the class axis, "
             f"{tuple(logits.shape[:-1])}.")
-    if not isinstance(labels, jax.core.Tracer) and labels.size:
-        # Concrete labels only: under jit the values are unknown here (an index out of range would give a NaN
-        # loss, or wrap around to the last class for -1).
-        low, high, classes = int(jnp.min(labels)), int(jnp.max(labels)), logits.shape[-1]
+    if host is not None and host.size:
+        low, high, classes = int(host.min()), int(host.max()), logits.shape[-1]
         if low < 0 or high >= classes:
             raise ValueError(f"{fn}: labels must be class indices in [0, {classes}) for logits with {classes} "
                              f"classes; got labels from {low} to {high}.")
@@ -32,7 +35,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
 
     ``logits (..., classes)``, ``labels (...)`` int → losses ``(...)``, in float32 at least (a bfloat16 model's
     loss is computed in float32). ``label_smoothing=a`` mixes the one-hot target with ``a / classes``.
-    Labels outside ``[0, classes)`` raise ValueError where they are concrete; under ``jit`` they cannot be checked.
+    Labels outside ``[0, classes)`` raise ValueError where they are NumPy arrays or lists; jax arrays are not
+    read (that would wait for the device, and under ``jit`` their values are unknown).
     """
     fn = "softmax_cross_entropy"
     logits = _checks.floating(logits, "logits", fn)
