@@ -293,6 +293,24 @@ def test_images_of_another_shape_are_an_error():
                                          r"\(8, 8, 1\)"):
         fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data=(other, y[:8]))
     state, _ = fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, loop="step")
-    with pytest.raises(ValueError, match=r"evaluate: images of shape \(10, 10, 1\) do not fit the model's "
-                                         r"parameters"):
+    with pytest.raises(ValueError, match=r"evaluate: the state's parameters do not fit this model on images of "
+                                         r"shape \(10, 10, 1\)"):
         evaluate(TinyCNN(), state, (other, y[:8]))
+    with pytest.raises(ValueError, match=r"do not fit this model .* another model"):     # a wider TinyCNN
+        evaluate(TinyCNN(features=6), state, (x, y))
+
+
+class _GlobalPoolNet(nn.Module):
+    """conv -> global average pool -> dense: the same parameters for any image size."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(3)(jnp.mean(nn.relu(nn.Conv(4, (3, 3))(x)), axis=(1, 2)))
+
+
+def test_validation_images_of_another_size_where_the_model_takes_any_size():
+    x, y = toy_data(32)
+    other, other_y = toy_data(8, size=10)
+    _, history = fit(_GlobalPoolNet(), (x, y), epochs=1, batch_size=16, progress=False, loop="step",
+                     validation_data=(other, other_y))
+    assert len(history["val_accuracy"]) == 1

@@ -93,23 +93,28 @@ def _check_labels(fn, arg, labels, classes):
                          f"outputs; got labels from {labels.min()} to {labels.max()}.")
 
 
-def _num_classes(model, input_shape) -> int:
-    """The number of logits `model` gives for one image of `input_shape` (traced only: nothing runs)."""
+def _classes_and_variable_shapes(model, input_shape) -> tuple[int, Any]:
+    """(the number of logits `model` gives for one image of `input_shape`, the shapes of its variables):
+    traced only, nothing runs."""
     key = jax.random.PRNGKey(0)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    out, _ = jax.eval_shape(partial(model.init_with_output, train=False), {"params": key, "dropout": key}, x)
-    return int(out.shape[-1])
+    out, variables = jax.eval_shape(partial(model.init_with_output, train=False), {"params": key, "dropout": key},
+                                    x)
+    return int(out.shape[-1]), jax.tree.map(lambda v: v.shape, variables)
 
 
 def _num_classes_with(fn, model, state, images) -> int:
-    """Like `_num_classes`, with `state`'s parameters: ValueError where `images` do not fit them."""
+    """The number of logits of `model` with `state`'s variables on `images` (traced only): ValueError where
+    they do not fit."""
     variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
     x = jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
     try:
         out = jax.eval_shape(partial(model.apply, train=False), variables, x)
     except flax.errors.FlaxError as err:
-        raise ValueError(f"{fn}: images of shape {tuple(images.shape[1:])} do not fit the model's parameters "
-                         f"(trained on images of another shape?): {err}") from None
+        raise ValueError(f"{fn}: the state's parameters do not fit this model on images of shape "
+                         f"{tuple(images.shape[1:])}: a state of another model, an ensemble's state (take one "
+                         f"member with cnnjax.train.member(state, i)), or parameters trained on images of another "
+                         f"shape? {err}") from None
     return int(out.shape[-1])
 
 
@@ -213,9 +218,6 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     _check_label_smoothing("fit", label_smoothing)
     if validation_data is not None:
         val_images, val_labels = as_arrays(validation_data, fn="fit", arg="validation_data")
-        if val_images.shape[1:] != images.shape[1:]:
-            raise ValueError(f"fit: validation_data images have shape {val_images.shape[1:]}, the training images "
-                             f"{images.shape[1:]}; give both the same (height, width, channels).")
     if dtype is not None:
         dtype = _compute_dtype("fit", dtype)
         if not hasattr(model, "dtype"):
@@ -223,9 +225,15 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                             f"{type(model).__name__} has none (the zoo's models and the layers with "
                             "parameters have one; for a Sequential, give its layers dtype=).")
         model = model.clone(dtype=dtype)
-    classes = _num_classes(model, tuple(int(d) for d in images.shape[1:]))
+    classes, variable_shapes = _classes_and_variable_shapes(model, tuple(int(d) for d in images.shape[1:]))
     _check_labels("fit", "data", labels, classes)
     if validation_data is not None:
+        if val_images.shape[1:] != images.shape[1:]:      # fine where the variables do not depend on the size
+            val_classes, val_shapes = _classes_and_variable_shapes(model, tuple(int(d) for d in val_images.shape[1:]))
+            if val_shapes != variable_shapes or val_classes != classes:
+                raise ValueError(f"fit: validation_data images have shape {val_images.shape[1:]}, the training "
+                                 f"images {images.shape[1:]}, and this model's parameters depend on it; give "
+                                 f"both the same (height, width, channels).")
         _check_labels("fit", "validation_data", val_labels, classes)
 
     steps_per_epoch = n // batch_size
