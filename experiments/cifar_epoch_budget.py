@@ -1,13 +1,15 @@
 """How many epochs of the CIFAR-10 recipe fit in airbench94's time on the same GPU (``gpu_run.sh`` section 3c).
 
-On the CPU the default recipe (9.9 epochs, airbench94's) averages 90.54% with test-time flips over 9 seeds, 0.12
-points short of the 90.66% target; more epochs is the lever sure to add accuracy, and it costs time in proportion.
+On the CPU the default recipe (9.9 epochs, airbench94's) averages 90.54% with test-time flips over 9 runs (seeds
+0-4 in bfloat16, 0-3 in float16, whitened from the first 5000 images), 0.12 points short of the 90.66% target;
+more epochs is the lever sure to add accuracy, and it costs time in proportion.
 So if the default recipe runs well inside airbench94's time on the GPU, the run can spend the difference on
 epochs and still be faster. This script reads the two measurements that ``gpu_run.sh`` makes just before:
 
 * section 3's ``cifar_speedrun.py`` JSON: the default recipe's mean ``train_seconds`` and ``eval_seconds``
   (warm executables) and its ``epochs``;
-* section 3b's ``cifar_airbench.py parse`` JSON: airbench94's ``time_mean_excl_run0`` on the same GPU;
+* section 3b's ``cifar_airbench.py parse`` JSON: airbench94's ``time_mean_excl_run0`` on the same GPU (its runs
+  2-5: the warm-up call prints no result row, so ``parse`` sees runs 1-5 and leaves out run 1);
 
 and prints (stdout) the largest number of epochs, in steps of 0.1, whose estimated time, ``eval + train *
 epochs / default epochs``, is within ``--margin`` of airbench94's. Training time is taken to grow in proportion to

@@ -147,6 +147,44 @@ def summarise(label, members, anchors):
     return row
 
 
+def paired(groups):
+    """For every two groups that ran at least two of the same seeds: the per-seed differences of their accuracy
+    with TTA (first group minus second, in points), their mean, standard error, t = mean / SE with n - 1 degrees
+    of freedom and the two-sided p (None without SciPy). A seed fixes the initialisation, the data order and the
+    augmentation, so a paired difference leaves out most of the run-to-run spread that Welch's test carries."""
+    out = []
+    for i, (label_a, runs_a) in enumerate(groups):
+        for label_b, runs_b in groups[i + 1:]:
+            a, b = ({r["seed"]: r for r in runs} for runs in (runs_a, runs_b))
+            seeds = sorted(set(a) & set(b))
+            if len(seeds) < 2:
+                continue
+            d = [100 * (a[s]["test_acc_tta"] - b[s]["test_acc_tta"]) for s in seeds]
+            mean, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+            t = mean / se if se > 0 else float("nan")
+            p = None
+            if se > 0:
+                try:
+                    from scipy import stats
+                    p = float(2 * stats.t.sf(abs(t), len(d) - 1))
+                except ImportError:
+                    pass
+            out.append({"a": label_a, "b": label_b, "seeds": seeds, "diffs": d, "diff_mean": mean, "diff_se": se,
+                        "t": t, "df": len(d) - 1, "p": p})
+    return out
+
+
+def paired_markdown(pairs) -> str:
+    if not pairs:
+        return ""
+    lines = ["Paired by seed (the same initialisation, data order and augmentation), accuracy with TTA:", "",
+             "| A | B | seeds | A - B | SE | t (df) | p |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for q in pairs:
+        lines.append(f"| {q['a']} | {q['b']} | {' '.join(map(str, q['seeds']))} | {q['diff_mean']:+.2f} | "
+                     f"{q['diff_se']:.3f} | {_num(q['t'], '.2f')} ({q['df']}) | {_num(q['p'], '.3f')} |")
+    return "\n".join(lines)
+
+
 def _num(x, fmt):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
@@ -216,10 +254,14 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"cifar_seeds: --ignore {unknown[0]!r} is not a config field of these runs; they have "
                          f"{', '.join(sorted(known))}.")
-    rows = [summarise(label, members, anchors) for label, members in group(runs, set(args.ignore))]
+    groups = group(runs, set(args.ignore))
+    rows = [summarise(label, members, anchors) for label, members in groups]
+    pairs = paired(groups)
     print(markdown(rows, anchors))
+    if pairs:
+        print("\n" + paired_markdown(pairs))
     if args.out:
-        Path(args.out).write_text(json.dumps(_finite({"anchors": anchors, "rows": rows}), indent=1))
+        Path(args.out).write_text(json.dumps(_finite({"anchors": anchors, "rows": rows, "paired": pairs}), indent=1))
     return 0
 
 

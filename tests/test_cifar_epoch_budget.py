@@ -64,7 +64,7 @@ def test_command_line_reads_both_files_and_falls_back_without_them(tmp_path, cap
     ours = tmp_path / "cifar_speedrun.json"
     ours.write_text(json.dumps({"info": {"epochs": 9.9}, "train_seconds_mean": 1.5, "eval_seconds_mean": 0.3}))
     theirs = tmp_path / "airbench94.json"
-    theirs.write_text(json.dumps({"runs": 6, "time_mean_excl_run0": 2.34}))
+    theirs.write_text(json.dumps({"runs": 5, "time_mean_excl_run0": 2.34}))   # runs 1-5; the mean of 2-5
     assert budget.main([str(ours), str(theirs)]) == pytest.approx(13.0)
     assert capsys.readouterr().out.strip() == "13"
     # 3b skipped (no JSON written), or a file without the figure: the fallback, with the reason on stderr.

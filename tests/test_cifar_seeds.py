@@ -121,3 +121,18 @@ def test_total_seconds_mean_only_when_every_run_has_it(tmp_path):
     mixed = [timed[0], run(1, 0.9, 0.907)]                              # one file from before the field
     [(label, members)] = cifar_seeds.group(cifar_seeds.read_runs([write(tmp_path / "b.json", mixed)]))
     assert cifar_seeds.summarise(label, members, {})["total_seconds_mean"] is None
+
+
+def test_groups_that_share_seeds_are_compared_pair_by_pair(tmp_path, capsys):
+    # seeds 0, 1, 2 in both; B is A + 0.1, + 0.3, + 0.2 points: differences -0.1, -0.3, -0.2 (mean -0.2, sd 0.1)
+    a = write(tmp_path / "a.json", [run(0, 0.89, 0.905), run(1, 0.89, 0.901), run(2, 0.89, 0.903), run(3, 0.89, 0.9)])
+    b = write(tmp_path / "b.json", [run(s, 0.89, t, whiten_sample="spread")
+                                    for s, t in ((0, 0.906), (1, 0.904), (2, 0.905))])
+    (pair,) = cifar_seeds.paired(cifar_seeds.group(cifar_seeds.read_runs([a, b])))
+    assert pair["seeds"] == [0, 1, 2] and pair["df"] == 2
+    assert pair["diff_mean"] == pytest.approx(-0.2) and pair["diff_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert pair["t"] == pytest.approx(-0.2 / (0.1 / math.sqrt(3)))
+    cifar_seeds.main([a, b])
+    assert "| whiten_sample=first | whiten_sample=spread | 0 1 2 | -0.20 |" in capsys.readouterr().out
+    c = write(tmp_path / "c.json", [run(7, 0.89, 0.9, whiten_sample="spread")])
+    assert cifar_seeds.paired(cifar_seeds.group(cifar_seeds.read_runs([a, c]))) == []     # no shared seeds
