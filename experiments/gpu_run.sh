@@ -48,6 +48,15 @@ DATA=${GPU_RUN_DATA:-.data}
 PY=${PYTHON:-python3}
 if [ -n "$GPU_RUN_QUICK" ]; then Q="--quick"; else Q=""; fi
 section() { echo; echo "=== $1 ($(date -u +%H:%M:%S))"; }
+# cifar_run NAME LIMIT [OPTIONS...]: cifar_speedrun.py on seeds 0-4 in bf16 after one warm-up run (with --quick,
+# one synthetic seed), plus OPTIONS, within LIMIT seconds; writes $OUT/NAME.json and NAME.log.
+cifar_run() {
+  local name=$1 limit=$2; shift 2
+  if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 $*"; else
+    args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --cache /tmp/cifar10.npz $*"; fi
+  timeout "$limit" $PY experiments/cifar_speedrun.py $args --out "$OUT/$name.json" 2>&1 \
+    | grep --line-buffered -v -i warn | tee "$OUT/$name.log"
+}
 
 section "1. GPU and versions"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,temperature.gpu --format=csv \
@@ -68,10 +77,7 @@ timeout 50 $PY experiments/mnist_speedrun.py $args --out "$OUT/mnist_speedrun_bf
   | grep --line-buffered -v -i warn | tee "$OUT/mnist_speedrun_bf16.log"
 
 section "3. CIFAR-10 speedrun (bf16, whitened from a spread sample; on the CPU, whitened from the first 5000 images, 90.54 +- 0.18% with TTA, 5 seeds)"
-if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1"; else
-  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --cache /tmp/cifar10.npz"; fi
-timeout 130 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun.json" 2>&1 \
-  | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun.log"
+cifar_run cifar_speedrun 130
 
 section "3b. airbench94 (PyPI airbench 0.1.8, unmodified) on this GPU, the same JPEG copy"
 # Its own timer and log. warmup94() trains one step and prints no result row, so `cifar_airbench.py parse` sees
@@ -103,11 +109,8 @@ EP=$($PY experiments/cifar_epoch_budget.py "$OUT/cifar_speedrun.json" "$OUT/airb
 LOOP=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['runs'][0]['loop'])" "$OUT/cifar_speedrun.json" \
   2>/dev/null || echo scan)
 echo "sections 3c and 6 train with loop=$LOOP"
-if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --epochs 1.5 --loop $LOOP"; else
-  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --epochs ${EP:-11} --loop $LOOP"
-  args="$args --cache /tmp/cifar10.npz"; fi
-timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_more_epochs.json" 2>&1 \
-  | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun_more_epochs.log"
+if [ -n "$Q" ]; then EP=1.5; fi
+cifar_run cifar_speedrun_more_epochs 70 --epochs "${EP:-11}" --loop "$LOOP"
 
 section "4. steady-state images/s"
 rows=""
@@ -127,11 +130,7 @@ else
   echo "skipped (quick run, or no $DATA/anchors: copy ../shared/anchors there)" | tee "$OUT/anchor_mnist_jax.log"
 fi
 section "6. CIFAR-10 speedrun whitened from the first 5000 training images (airbench94's sample), bf16"
-if [ -n "$Q" ]; then args="--quick --seeds 0 --warmup 1 --loop ${LOOP:-scan} --set whiten_sample=first"; else
-  args="--data-dir $DATA --seeds 0 1 2 3 4 --warmup 1 --dtype bfloat16 --loop ${LOOP:-scan} --set whiten_sample=first"
-  args="$args --cache /tmp/cifar10.npz"; fi
-timeout 70 $PY experiments/cifar_speedrun.py $args --out "$OUT/cifar_speedrun_first5000.json" 2>&1 \
-  | grep --line-buffered -v -i warn | tee "$OUT/cifar_speedrun_first5000.log"
+cifar_run cifar_speedrun_first5000 70 --loop "${LOOP:-scan}" --set whiten_sample=first
 section "7. CIFAR-10 seeds against airbench94 (one row per configuration)"
 jsons=$(ls "$OUT"/cifar_speedrun.json "$OUT"/cifar_speedrun_more_epochs.json "$OUT"/cifar_speedrun_first5000.json \
   2>/dev/null)
