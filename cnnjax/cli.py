@@ -334,26 +334,22 @@ def _summary(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """Entry point of the `cnnjax` console script; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(args, name: str) -> int:
+    """``args.func(args)`` with a user's mistakes reported as one line on stderr, ``{name}: error: ...``, and an
+    exit status (2: a usage or data error, 3: a non-finite loss, 130: interrupted) instead of a traceback. Shared
+    by `cnnjax`, `python -m cnnjax.data` and `python -m cnnjax.viz`."""
     from cnnjax.train import CheckpointMismatchError, NonFiniteLossError
     try:
         from cnnjax.data import DataNotFoundError
     except ImportError:  # pragma: no cover
         DataNotFoundError = FileNotFoundError
-    prefix = f"cnnjax {args.command}: error:"
+    prefix = f"{name}: error:"
     try:
         return args.func(args)
-    except (UsageError, CheckpointMismatchError) as e:
-        print(f"{prefix} {e}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as e:
         print(f"{prefix} {e}", file=sys.stderr)
         return 3
-    except (ValueError, TypeError, DataNotFoundError) as e:
+    except (UsageError, CheckpointMismatchError, ValueError, TypeError, DataNotFoundError) as e:
         print(f"{prefix} {e}", file=sys.stderr)
         return 2
     except OSError as e:           # a file named on the command line that is missing, unreadable or unwritable
@@ -361,8 +357,16 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ncnnjax {args.command}: interrupted", file=sys.stderr)
+        print(f"\n{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv=None) -> int:
+    """Entry point of the `cnnjax` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args, f"cnnjax {args.command}")
 
 
 if __name__ == "__main__":

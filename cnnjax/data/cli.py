@@ -59,4 +59,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnjax.data")
     add_subcommands(parser.add_subparsers(dest="command", required=True), prog="python -m cnnjax.data")
     args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    from cnnjax.cli import run_command
+
+    return run_command(args, "python -m cnnjax.data")

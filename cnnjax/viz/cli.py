@@ -148,11 +148,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnjax.viz")
     add_subcommands(parser.add_subparsers(dest="command", required=True), prog="python -m cnnjax.viz")
     args = parser.parse_args(["plot", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (ValueError, TypeError) as e:
-        print(f"python -m cnnjax.viz: error: {e}", file=sys.stderr)
-    except OSError as e:
-        print(f"python -m cnnjax.viz: error: {e.filename!r}: {e.strerror}" if e.filename and e.strerror
-              else f"python -m cnnjax.viz: error: {e}", file=sys.stderr)
-    return 2
+    from cnnjax.cli import run_command
+
+    return run_command(args, "python -m cnnjax.viz")
