@@ -1,4 +1,5 @@
 """Training with Optax under jit, vmap, pmap and sharded jit, with orbax checkpoints (see fit.py)."""
+from .compile_options import cpu_compiler_options
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
 from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
@@ -17,4 +18,5 @@ __all__ = [
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
     "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "keep_freed_memory",
+    "cpu_compiler_options",
 ]

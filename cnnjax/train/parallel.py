@@ -12,11 +12,15 @@ how to place the state and a global batch on its devices. The global batch of a 
 - ``shard``: a 1-D ``Mesh`` over all (global) devices with axis "data"; state replicated
   (``NamedSharding(mesh, P())``), batch rows split (``P("data")``); XLA inserts the gradient all-reduce. This is
   the form JAX recommends and the one that spans several processes (`distributed.py`).
+
+On a CPU the jitted steps of ``none`` and ``shard`` take XLA:CPU's compile options (``compile_options.py``:
+convolutions by XLA's kernels, not YNNPACK's); ``pmap`` takes no compile options.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import jax
@@ -24,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import ensemble as _ensemble
+from .compile_options import jit as _jit
 from .steps import make_eval_step, make_train_chunk, make_train_step
 
 PARALLEL_MODES = ("none", "pmap", "shard")
@@ -65,11 +70,12 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
         if ensemble:
             step, ev = _ensemble.vmap_train_step(step), _ensemble.vmap_eval_step(ev)
         device = jax.local_devices()[0]
+        jit = partial(_jit, platform=device.platform)   # jax.jit, with XLA:CPU's options on a CPU
         put = lambda *xs, stacked=False: tuple(jax.device_put(x, device) for x in xs)  # noqa: E731
-        return Strategy("none", 1, jax.jit(step, donate_argnums=0),
-                        jax.jit(make_train_chunk(step), donate_argnums=0), jax.jit(ev),
+        return Strategy("none", 1, jit(step, donate_argnums=0),
+                        jit(make_train_chunk(step), donate_argnums=0), jit(ev),
                         lambda s: jax.device_put(s, device), lambda s: s, put,
-                        train_unrolled=jax.jit(make_train_chunk(step, unroll=True), donate_argnums=0))
+                        train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0))
     if kind == "pmap":
         return _pmap_strategy(model, tx, kw)
     return _shard_strategy(model, tx, kw)
@@ -138,12 +144,13 @@ def _shard_strategy(model, tx, kw) -> Strategy:
         return tuple(global_array(a, stacked_rows if stacked else rows) for a in arrays)
 
     place_state = lambda s: jax.tree.map(lambda x: global_array(x, replicated), s)  # noqa: E731
+    jit = partial(_jit, platform=jax.devices()[0].platform)
     return Strategy("shard", len(jax.devices()),
-                    jax.jit(step, donate_argnums=0, out_shardings=replicated),
-                    jax.jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
-                    jax.jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch,
-                    train_unrolled=jax.jit(make_train_chunk(step, unroll=True), donate_argnums=0,
-                                           out_shardings=replicated))
+                    jit(step, donate_argnums=0, out_shardings=replicated),
+                    jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
+                    jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch,
+                    train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0,
+                                       out_shardings=replicated))
 
 
 def warn_note(strategy: Strategy) -> None:

@@ -88,6 +88,7 @@ from cnnjax import functional as F
 from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, _check_widths, whitening_kernel, with_whitening
 from cnnjax.sampling import spread_indices
 
+from . import compile_options
 from .host_memory import keep_freed_memory
 from .loop_choice import choose, measure_step_and_scan
 from .steps import loss_scale_for, scaled_value_and_grad
@@ -488,7 +489,8 @@ class _Programs:
     def get(self, name, fn, *args, **static):
         """``fn`` compiled for ``args`` (ahead of time, on their shapes), or the one compiled before as ``name``."""
         if name not in self.compiled:
-            self.compiled[name] = jax.jit(fn, static_argnames=tuple(static)).lower(*args, **static).compile()
+            self.compiled[name] = compile_options.jit(fn, static_argnames=tuple(static)).lower(
+                *args, **static).compile()
         return self.compiled[name]
 
 

@@ -1,0 +1,104 @@
+"""XLA:CPU compile options for cnnjax's training programs: convolutions by XLA's own kernels, not YNNPACK's.
+
+jaxlib's XLA:CPU hands convolutions (above a size) to YNNPACK by default (the library fusion type
+``individual_convolution``; the default list is ``reduce, individual_dot, individual_convolution`` in jax
+0.10.2). For the convolutions of the zoo's CNNs that is the slower choice on the 2-core Xeon this project is
+measured on. Forward + backward of the Flax example's 32->64 3x3 layer at batch 128 takes 10.7 ms with XLA's
+kernels against 35.8 ms with YNNPACK's (cnnjax's split-gradient form: 12.5 against 23.6 ms;
+``experiments/bench_cpu_ops.py``), and a whole training step runs 1.27-1.29x faster for the Flax example
+CNN, 1.40-1.49x for mnist_cnn2 and 1.10-1.15x for ResNet-20 (``experiments/SPEED.md``). The other YNNPACK fusions (reductions, matrix products) stay as they are.
+
+:func:`cpu_compiler_options` is the ``compiler_options`` argument of ``jax.jit`` that does this: the default list
+without ``individual_convolution``. A jaxlib whose default differs or whose option names differ is detected, not
+assumed: once per process a probe compiles a small program without convolutions (it must compile to the same
+program with the option as without) and one with a convolution (the option must take it out of YNNPACK). If
+either check fails, the option is not used. Nor is it where ``XLA_FLAGS`` already sets the fusion types (the
+user's choice wins) or where ``CNNJAX_XLA_CPU_OPTIONS=0``.
+
+:func:`jit` is ``jax.jit`` with these options added for programs that run on the CPU; ``fit``, the speedrun
+trainer and the benchmarks use it. In your own loop::
+
+    from cnnjax.train import compile_options
+    step = compile_options.jit(train_step, donate_argnums=0)
+    # or: jax.jit(train_step, compiler_options=cnnjax.train.cpu_compiler_options())   (None: jax's defaults)
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["cpu_compiler_options", "compiler_options_for", "jit", "FIELD", "WITHOUT_CONVOLUTIONS"]
+
+FIELD = "xla_cpu_experimental_ynn_fusion_type"
+WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+_YNN = re.compile(r'"kind":"__ynn_fusion"')
+
+
+def _probe_programs():
+    x = jnp.zeros((8, 8, 8, 64), jnp.float32)     # small, and wide enough for jax 0.10.2's YNNPACK to take
+    k = jnp.zeros((3, 3, 64, 64), jnp.float32)    # its gradient (a 16-channel one at this size it leaves alone)
+    w = jnp.zeros((64 * 64, 32), jnp.float32)
+
+    def plain(x, w):       # a reduction and a matrix product, no convolution
+        return jnp.sum(jax.nn.relu(x.reshape(8, -1) @ w), axis=0)
+
+    def conv(x, k):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jnp.sum(lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn) ** 2)
+
+    return [(plain, (x, w)), (jax.grad(conv, argnums=(0, 1)), (x, k))]
+
+
+def _compiled_text(fn, args, options):
+    return jax.jit(fn).lower(*args).compile(**({"compiler_options": options} if options else {})).as_text()
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> tuple[dict | None, str]:
+    if os.environ.get("CNNJAX_XLA_CPU_OPTIONS", "1") == "0":
+        return None, "CNNJAX_XLA_CPU_OPTIONS=0"
+    if FIELD in os.environ.get("XLA_FLAGS", ""):
+        return None, f"XLA_FLAGS sets {FIELD}"
+    try:
+        cpu = jax.devices("cpu")
+    except RuntimeError:
+        return None, "no CPU backend"
+    if not cpu:
+        return None, "no CPU backend"
+    options = {FIELD: WITHOUT_CONVOLUTIONS}
+    (plain, plain_args), (conv, conv_args) = _probe_programs()
+    try:
+        with jax.default_device(cpu[0]):
+            same = _compiled_text(plain, plain_args, None) == _compiled_text(plain, plain_args, options)
+            before = len(_YNN.findall(_compiled_text(conv, conv_args, None)))
+            after = len(_YNN.findall(_compiled_text(conv, conv_args, options)))
+    except Exception as err:   # an unknown option or enum value: this jaxlib has other names
+        return None, f"this jaxlib does not take the option ({type(err).__name__})"
+    if not same:
+        return None, "the option changes programs without convolutions here (another default list)"
+    if after >= before:
+        return None, "this jaxlib does not hand convolutions to YNNPACK; nothing to change"
+    return options, "convolutions by XLA's kernels"
+
+
+def cpu_compiler_options() -> dict | None:
+    """The ``compiler_options`` for a CPU program (see the module docstring), or None where they do not apply."""
+    return _probe()[0]
+
+
+def compiler_options_for(platform: str) -> dict | None:
+    """:func:`cpu_compiler_options` for ``platform == "cpu"``, None for any other platform."""
+    return cpu_compiler_options() if platform == "cpu" else None
+
+
+def jit(fn, *, platform: str | None = None, **kwargs):
+    """``jax.jit(fn, **kwargs)`` with :func:`compiler_options_for` ``platform`` (default: the default backend's)."""
+    options = compiler_options_for(platform or jax.default_backend())
+    if options:
+        kwargs["compiler_options"] = {**options, **kwargs.get("compiler_options", {})}
+    return jax.jit(fn, **kwargs)

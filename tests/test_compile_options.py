@@ -1,0 +1,93 @@
+"""XLA:CPU compile options (cnnjax.train.compile_options): same numbers, and refused wherever they do not fit."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnnjax import layers as L
+from cnnjax.train import compile_options as co
+from cnnjax.train import create_state, make_strategy, make_train_step
+
+OPTIONS = co.cpu_compiler_options()
+needs_options = pytest.mark.skipif(OPTIONS is None, reason=f"not used with this jaxlib: {co._probe()[1]}")
+
+
+def _model():
+    return L.Sequential([L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPool2D(2),
+                         L.Conv2D(64, 3, padding="same", activation="relu"), L.GlobalAveragePooling2D(),
+                         L.Dense(10)])
+
+
+def _batch():
+    rng = np.random.RandomState(0)
+    return (jnp.asarray(rng.randint(0, 256, (16, 16, 16, 3)).astype(np.uint8)),
+            jnp.asarray(rng.randint(0, 10, (16,))))
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    co._probe.cache_clear()
+    yield monkeypatch
+    co._probe.cache_clear()
+
+
+@needs_options
+def test_a_training_step_computes_the_same_with_the_options():
+    model, tx = _model(), optax.sgd(0.1, 0.9)
+    state = create_state(model, tx, input_shape=(16, 16, 3), key=jax.random.PRNGKey(0))
+    x, y = _batch()
+    step = make_train_step(model, tx)
+    plain, plain_metrics = jax.jit(step)(state, x, y)
+    opted, opted_metrics = co.jit(step, platform="cpu")(state, x, y)
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(opted.params)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(plain_metrics["loss"], opted_metrics["loss"], rtol=1e-5)
+
+
+@needs_options
+def test_fit_s_cpu_strategy_compiles_with_the_options():
+    model, tx = _model(), optax.sgd(0.1)
+    state = create_state(model, tx, input_shape=(16, 16, 3), key=jax.random.PRNGKey(0))
+    x, y = _batch()
+    strategy = make_strategy("none", model, tx)
+    ours = strategy.train_step.lower(state, x, y).compile().as_text()
+    default = jax.jit(make_train_step(model, tx)).lower(state, x, y).compile().as_text()
+    # The convolutions' gradients leave YNNPACK, so the program has fewer YNNPACK fusions than jax.jit's.
+    assert len(co._YNN.findall(ours)) < len(co._YNN.findall(default))
+
+
+def test_other_platforms_get_no_options():
+    assert co.compiler_options_for("gpu") is None
+    assert co.compiler_options_for("tpu") is None
+
+
+def test_the_environment_switch_turns_them_off(fresh_probe):
+    fresh_probe.setenv("CNNJAX_XLA_CPU_OPTIONS", "0")
+    assert co._probe() == (None, "CNNJAX_XLA_CPU_OPTIONS=0")
+
+
+def test_an_option_this_jaxlib_does_not_know_is_not_used(fresh_probe):
+    fresh_probe.setattr(co, "WITHOUT_CONVOLUTIONS", "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE")
+    options, why = co._probe()
+    assert options is None and "does not take" in why
+
+
+@needs_options
+def test_an_option_that_changes_other_programs_is_not_used(fresh_probe):
+    # Matrix products only: the reductions leave YNNPACK too, so the probe without convolutions changes.
+    fresh_probe.setattr(co, "WITHOUT_CONVOLUTIONS", "LIBRARY_FUSION_TYPE_DOT")
+    options, why = co._probe()
+    assert options is None and "without convolutions" in why
+
+
+def test_xla_flags_that_set_the_fusion_types_win():
+    env = dict(os.environ, XLA_FLAGS=f"--{co.FIELD}=reduce")
+    out = subprocess.run([sys.executable, "-c", "from cnnjax.train import compile_options as c; print(c._probe())"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"(None, 'XLA_FLAGS sets {co.FIELD}')" in out.stdout
