@@ -140,8 +140,12 @@ def time_call(fn, args, calls, repeats):
     return first, statistics.median(per_call)
 
 
+COMPILER_OPTIONS = None   # --compile-options cnnjax: cnnjax.train.compile_options' XLA:CPU options, as fit's
+
+
 def _grad_fn(layer, argnums):
-    return jax.jit(jax.value_and_grad(lambda *a: jnp.sum(layer(*a) ** 2), argnums=argnums))
+    fn = jax.value_and_grad(lambda *a: jnp.sum(layer(*a) ** 2), argnums=argnums)
+    return jax.jit(fn, compiler_options=COMPILER_OPTIONS) if COMPILER_OPTIONS else jax.jit(fn)
 
 
 def run(only, calls, repeats):
@@ -183,12 +187,19 @@ def main(argv=None):
     p.add_argument("--calls", type=int, default=10, help="calls per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--compile-options", choices=["default", "cnnjax"], default="default",
+                   help="cnnjax: compile with cnnjax.train.compile_options' XLA:CPU options (as fit does)")
     a = p.parse_args(argv)
+    global COMPILER_OPTIONS
+    if a.compile_options == "cnnjax":
+        from cnnjax.train.compile_options import cpu_compiler_options
+        COMPILER_OPTIONS = cpu_compiler_options()
     load_before = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None
     rows = run(a.only, a.calls, a.repeats)
     load_after = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None
     print(f"# backend={jax.default_backend()} jax={jax.__version__} cpus={os.cpu_count()} "
-          f"machine={platform.processor() or platform.machine()} batch={BATCH} load {load_before} -> {load_after}")
+          f"machine={platform.processor() or platform.machine()} batch={BATCH} load {load_before} -> {load_after} "
+          f"compiler_options={COMPILER_OPTIONS}")
     print("| op | case | impl | ms / fwd+bwd | vs first impl | first call s | rel. diff of loss |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     base = {}

@@ -162,6 +162,7 @@ class CnnjaxRunner:
         import jax
 
         from cnnjax.train import create_state, make_eval_step, make_train_chunk, make_train_step
+        from cnnjax.train.compile_options import jit   # jax.jit with XLA:CPU's options on a CPU, as fit's
         self.jax, self.batch = jax, batch
         self.on_device = mode.endswith("-dev")
         form = mode[:-4] if self.on_device else mode
@@ -197,10 +198,10 @@ class CnnjaxRunner:
         self.xtr, self.ytr = data[0], data[1]
         if self.on_device:
             self.xd, self.yd = jax.device_put(self.xtr), jax.device_put(self.ytr)
-            self.fn = jax.jit(lambda st, xd, yd, idx: body(st, xd[idx], yd[idx]), donate_argnums=0)
+            self.fn = jit(lambda st, xd, yd, idx: body(st, xd[idx], yd[idx]), donate_argnums=0)
         else:
-            self.fn = jax.jit(body, donate_argnums=0)
-        self.eval_step = jax.jit(make_eval_step(self.model))
+            self.fn = jit(body, donate_argnums=0)
+        self.eval_step = jit(make_eval_step(self.model))
         self.reset(seed)
 
     def reset(self, seed):
