@@ -390,7 +390,19 @@ def machine_info():
             "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
             "devices": [d.device_kind for d in jax.devices()],
             "versions": {p: _version(p) for p in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "cnnjax")},
+            "cnnjax_cpu_compiler_options": _cpu_options(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def _cpu_options():
+    """What the cnnjax rows compile with on a CPU (``compile_options.py``), and why."""
+    import jax
+
+    from cnnjax.train import compile_options
+    if jax.default_backend() != "cpu":
+        return {"options": None, "why": f"none on {jax.default_backend()}"}
+    options, why = compile_options._probe()
+    return {"options": options, "why": why}
 
 
 _PARENT_ONLY = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
@@ -445,7 +457,8 @@ def markdown(result):
     lines = [f"Machine: {m['cpu']} ({m['cpu_count']} CPUs), backend {m['backend']} {m['devices']}; "
              f"{m['platform']}; python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + f"; {m['date']}; "
-             f"malloc settings of every row: {result['settings'].get('malloc', 'default')}.",
+             f"malloc settings of every row: {result['settings'].get('malloc', 'default')}; cnnjax rows' XLA:CPU "
+             f"options: {(m.get('cnnjax_cpu_compiler_options') or {}).get('why', 'not recorded')}.",
              f"Command: `{result['command']}`", ""]
     if result.get("ceiling"):
         lines += ["Matmul ceiling (8192^3, TFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in

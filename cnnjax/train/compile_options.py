@@ -6,7 +6,9 @@ jaxlib's XLA:CPU hands convolutions (above a size) to YNNPACK by default (the li
 measured on. Forward + backward of the Flax example's 32->64 3x3 layer at batch 128 takes 10.7 ms with XLA's
 kernels against 35.8 ms with YNNPACK's (cnnjax's split-gradient form: 12.5 against 23.6 ms;
 ``experiments/bench_cpu_ops.py``), and a whole training step runs 1.27-1.29x faster for the Flax example
-CNN, 1.40-1.49x for mnist_cnn2 and 1.10-1.15x for ResNet-20 (``experiments/SPEED.md``). The other YNNPACK fusions (reductions, matrix products) stay as they are.
+CNN, 1.40-1.49x for mnist_cnn2 and 1.10-1.15x for ResNet-20 (``experiments/SPEED.md``). Those are jax
+0.10.2's figures; with jax 0.12.0.1 the option is accepted and changes nothing measurable (its YNNPACK
+convolutions are as fast as XLA's kernels there). The other YNNPACK fusions (reductions, matrix products) stay as they are.
 
 :func:`cpu_compiler_options` is the ``compiler_options`` argument of ``jax.jit`` that does this: the default list
 without ``individual_convolution``. A jaxlib whose default differs or whose option names differ is detected, not

@@ -17,7 +17,7 @@ chunks as an uninterrupted one: resumption is bit-for-bit on CPU.
 
 On a CPU, `fit` also keeps freed memory in the process (`host_memory.py`) and compiles its steps with XLA:CPU's
 options of `compile_options.py` (convolutions by XLA's kernels instead of YNNPACK's: 1.1-1.5x a step for the
-zoo's CNNs; ``CNNJAX_XLA_CPU_OPTIONS=0`` turns that off).
+zoo's CNNs with jax 0.10.2; ``CNNJAX_XLA_CPU_OPTIONS=0`` turns that off).
 
 Non-finite loss: losses are checked at every synchronisation point (every `log_every` steps, each segment end)
 and always before a checkpoint is written; a NaN/inf raises `NonFiniteLossError` naming the step and the last
