@@ -31,6 +31,8 @@ def _batch():
 
 @pytest.fixture
 def fresh_probe(monkeypatch):
+    monkeypatch.delenv("CNNJAX_XLA_CPU_OPTIONS", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "").replace(co.FIELD, "unset_by_the_test"))
     co._probe.cache_clear()
     yield monkeypatch
     co._probe.cache_clear()
@@ -61,6 +63,22 @@ def test_fit_s_cpu_strategy_compiles_with_the_options():
     assert len(co._YNN.findall(ours)) < len(co._YNN.findall(default))
 
 
+@pytest.mark.skipif(jax.__version__ != "0.10.2" or "CNNJAX_XLA_CPU_OPTIONS" in os.environ
+                    or co.FIELD in os.environ.get("XLA_FLAGS", ""), reason="measured for jax 0.10.2's defaults")
+def test_jax_0_10_2_gets_the_options():
+    # The version CI installs: there the probe must accept them (or every test above skips unseen).
+    assert OPTIONS == {co.FIELD: co.WITHOUT_CONVOLUTIONS}, co._probe()[1]
+
+
+def test_a_caller_s_options_win_and_the_cached_ones_stay():
+    got = co.cpu_compiler_options()
+    if got:
+        got["changed"] = 1
+    assert co.cpu_compiler_options() == OPTIONS
+    f = co.jit(lambda x: x + 1, platform="cpu", compiler_options=None)
+    assert int(f(1)) == 2
+
+
 def test_other_platforms_get_no_options():
     assert co.compiler_options_for("gpu") is None
     assert co.compiler_options_for("tpu") is None
@@ -73,7 +91,8 @@ def test_the_environment_switch_turns_them_off(fresh_probe):
 
 def test_an_option_this_jaxlib_does_not_know_is_not_used(fresh_probe):
     fresh_probe.setattr(co, "WITHOUT_CONVOLUTIONS", "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE")
-    options, why = co._probe()
+    with pytest.warns(UserWarning, match="not used"):
+        options, why = co._probe()
     assert options is None and "does not take" in why
 
 

@@ -5,7 +5,7 @@ jaxlib's XLA:CPU hands convolutions (above a size) to YNNPACK by default (the li
 0.10.2). For the convolutions of the zoo's CNNs that is the slower choice on the 2-core Xeon this project is
 measured on. Forward + backward of the Flax example's 32->64 3x3 layer at batch 128 takes 10.7 ms with XLA's
 kernels against 35.8 ms with YNNPACK's (cnnjax's split-gradient form: 12.5 against 23.6 ms;
-``experiments/bench_cpu_ops.py``), and a whole training step runs 1.27-1.29x faster for the Flax example
+``experiments/bench_cpu_ops.py``), and a whole training step runs 1.12-1.29x faster for the Flax example
 CNN, 1.40-1.49x for mnist_cnn2 and 1.10-1.15x for ResNet-20 (``experiments/SPEED.md``). Those are jax
 0.10.2's figures; with jax 0.12.0.1 the option is accepted and changes nothing measurable (its YNNPACK
 convolutions are as fast as XLA's kernels there). The other YNNPACK fusions (reductions, matrix products) stay as they are.
@@ -15,7 +15,8 @@ without ``individual_convolution``. A jaxlib whose default differs or whose opti
 assumed: once per process a probe compiles a small program without convolutions (it must compile to the same
 program with the option as without) and one with a convolution (the option must take it out of YNNPACK). If
 either check fails, the option is not used. Nor is it where ``XLA_FLAGS`` already sets the fusion types (the
-user's choice wins) or where ``CNNJAX_XLA_CPU_OPTIONS=0``.
+user's choice wins) or where ``CNNJAX_XLA_CPU_OPTIONS=0``, read once, at the first CPU compilation. Every
+process of a multi-process run makes the same decision where, as usual, they share the jaxlib and environment.
 
 :func:`jit` is ``jax.jit`` with these options added for programs that run on the CPU; ``fit``, the speedrun
 trainer and the benchmarks use it. In your own loop::
@@ -29,6 +30,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +69,7 @@ def _probe() -> tuple[dict | None, str]:
     if FIELD in os.environ.get("XLA_FLAGS", ""):
         return None, f"XLA_FLAGS sets {FIELD}"
     try:
-        cpu = jax.devices("cpu")
+        cpu = jax.local_devices(backend="cpu")   # this process's own: another process's cannot run the probe
     except RuntimeError:
         return None, "no CPU backend"
     if not cpu:
@@ -80,7 +82,9 @@ def _probe() -> tuple[dict | None, str]:
             before = len(_YNN.findall(_compiled_text(conv, conv_args, None)))
             after = len(_YNN.findall(_compiled_text(conv, conv_args, options)))
     except Exception as err:   # an unknown option or enum value: this jaxlib has other names
-        return None, f"this jaxlib does not take the option ({type(err).__name__})"
+        why = f"this jaxlib does not take the option ({type(err).__name__}: {str(err)[:200]})"
+        warnings.warn(f"cnnjax: XLA:CPU compile options not used: {why}", stacklevel=3)
+        return None, why
     if not same:
         return None, "the option changes programs without convolutions here (another default list)"
     if after >= before:
@@ -89,8 +93,11 @@ def _probe() -> tuple[dict | None, str]:
 
 
 def cpu_compiler_options() -> dict | None:
-    """The ``compiler_options`` for a CPU program (see the module docstring), or None where they do not apply."""
-    return _probe()[0]
+    """The ``compiler_options`` for a CPU program (see the module docstring), or None where they do not apply.
+
+    Decided once per process, at the first call (``CNNJAX_XLA_CPU_OPTIONS`` and ``XLA_FLAGS`` are read then)."""
+    options = _probe()[0]
+    return dict(options) if options else None
 
 
 def compiler_options_for(platform: str) -> dict | None:
@@ -102,5 +109,5 @@ def jit(fn, *, platform: str | None = None, **kwargs):
     """``jax.jit(fn, **kwargs)`` with :func:`compiler_options_for` ``platform`` (default: the default backend's)."""
     options = compiler_options_for(platform or jax.default_backend())
     if options:
-        kwargs["compiler_options"] = {**options, **kwargs.get("compiler_options", {})}
+        kwargs["compiler_options"] = {**options, **(kwargs.get("compiler_options") or {})}   # the caller's win
     return jax.jit(fn, **kwargs)

@@ -144,7 +144,7 @@ def _shard_strategy(model, tx, kw) -> Strategy:
         return tuple(global_array(a, stacked_rows if stacked else rows) for a in arrays)
 
     place_state = lambda s: jax.tree.map(lambda x: global_array(x, replicated), s)  # noqa: E731
-    jit = partial(_jit, platform=jax.devices()[0].platform)
+    jit = partial(_jit, platform=mesh.devices.flat[0].platform)
     return Strategy("shard", len(jax.devices()),
                     jit(step, donate_argnums=0, out_shardings=replicated),
                     jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
