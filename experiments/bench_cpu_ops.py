@@ -145,7 +145,7 @@ COMPILER_OPTIONS = None   # --compile-options cnnjax: cnnjax.train.compile_optio
 
 def _grad_fn(layer, argnums):
     fn = jax.value_and_grad(lambda *a: jnp.sum(layer(*a) ** 2), argnums=argnums)
-    return jax.jit(fn, compiler_options=COMPILER_OPTIONS) if COMPILER_OPTIONS else jax.jit(fn)
+    return jax.jit(fn, compiler_options=COMPILER_OPTIONS)
 
 
 def run(only, calls, repeats):

@@ -401,8 +401,7 @@ def _cpu_options():
     from cnnjax.train import compile_options
     if jax.default_backend() != "cpu":
         return {"options": None, "why": f"none on {jax.default_backend()}"}
-    options, why = compile_options._probe()
-    return {"options": options, "why": why}
+    return {"options": compile_options.cpu_compiler_options(), "why": compile_options.reason()}
 
 
 _PARENT_ONLY = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["cpu_compiler_options", "compiler_options_for", "jit", "FIELD", "WITHOUT_CONVOLUTIONS"]
+__all__ = ["cpu_compiler_options", "reason", "compiler_options_for", "jit", "FIELD", "WITHOUT_CONVOLUTIONS"]
 
 FIELD = "xla_cpu_experimental_ynn_fusion_type"
 WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
@@ -59,7 +59,7 @@ def _probe_programs():
 
 
 def _compiled_text(fn, args, options):
-    return jax.jit(fn).lower(*args).compile(**({"compiler_options": options} if options else {})).as_text()
+    return jax.jit(fn).lower(*args).compile(compiler_options=options).as_text()
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,6 +98,11 @@ def cpu_compiler_options() -> dict | None:
     Decided once per process, at the first call (``CNNJAX_XLA_CPU_OPTIONS`` and ``XLA_FLAGS`` are read then)."""
     options = _probe()[0]
     return dict(options) if options else None
+
+
+def reason() -> str:
+    """Why :func:`cpu_compiler_options` is what it is (for benchmark records and bug reports)."""
+    return _probe()[1]
 
 
 def compiler_options_for(platform: str) -> dict | None:
