@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -110,3 +111,24 @@ def test_xla_flags_that_set_the_fusion_types_win():
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"(None, 'XLA_FLAGS sets {co.FIELD}')" in out.stdout
+
+
+def test_checkpoints_record_the_options_and_a_resume_with_others_warns(tmp_path, monkeypatch):
+    from cnnjax.train import Checkpointer, fit
+    rng = np.random.RandomState(1)
+    data = (rng.randint(0, 256, (32, 8, 8, 1)).astype(np.uint8), rng.randint(0, 10, 32))
+    model = L.Sequential([L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(10)])
+    kw = dict(optimizer="sgd", learning_rate=0.1, batch_size=16, loop="step", progress=False,
+              checkpoint_dir=str(tmp_path))
+    fit(model, data, epochs=1, **kw)
+    ckpt = Checkpointer(str(tmp_path))
+    assert ckpt.read_meta()["compiler_options"] == OPTIONS      # what this process's CPU steps compile with
+    ckpt.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)             # the same options: no warning
+        fit(model, data, epochs=2, resume=True, **kw)
+    if OPTIONS is None:
+        pytest.skip(f"no options to turn off with this jaxlib: {co._probe()[1]}")
+    monkeypatch.setattr(co, "_probe", lambda: (None, "turned off by the test"))
+    with pytest.warns(UserWarning, match="need not be bit-for-bit"):
+        fit(model, data, epochs=3, resume=True, **kw)

@@ -13,7 +13,9 @@ whose body holds convolutions can run much slower than separate steps (jax-ml/ja
 faster, and which one wins depends on the model. The choice is
 printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. Chunks also end at
 multiples of `checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same
-chunks as an uninterrupted one: resumption is bit-for-bit on CPU.
+chunks as an uninterrupted one: resumption is bit-for-bit on CPU. Checkpoints also record the XLA compile
+options of the steps (below); a run that resumes with other options (``CNNJAX_XLA_CPU_OPTIONS`` flipped,
+another jaxlib) warns, since other kernels round differently.
 
 On a CPU, `fit` also keeps freed memory in the process (`host_memory.py`) and compiles its steps with XLA:CPU's
 options of `compile_options.py` (convolutions by XLA's kernels instead of YNNPACK's: 1.1-1.5x a step for the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -36,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import compile_options as _compile_options
 from . import loop_choice
 from . import progress as _progress
 from .checkpoint import Checkpointer
@@ -169,6 +173,22 @@ def _mean_metric(x) -> float:
     return float(np.mean(x))
 
 
+def _check_compiler_options(saved_meta: dict, current: dict | None, directory: str) -> None:
+    """Warn where a checkpoint's steps were compiled with other XLA options than this run's (older checkpoints
+    do not record them: nothing to compare)."""
+    if "compiler_options" not in saved_meta:
+        return
+    saved = saved_meta["compiler_options"]
+    if (saved or None) != (current or None):
+        warnings.warn(f"fit: this run compiles its steps with the XLA options {current!r} "
+                      f"({_compile_options.reason()}), the checkpoint in {directory} was written by steps compiled "
+                      f"with {saved!r}: other kernels round differently, so the "
+                      "resumed run need not be bit-for-bit the uninterrupted one. For that, resume with the "
+                      "checkpoint's setting (CNNJAX_XLA_CPU_OPTIONS=0 turns the options off; see "
+                      "cnnjax.train.compile_options).",
+                      stacklevel=3)
+
+
 def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", epochs: int,
         batch_size: int, learning_rate: float = 1e-3, schedule: str = "constant", warmup_steps: int = 0,
         momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
@@ -289,6 +309,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         placed = strategy.place_state(restored)
         history = saved_meta.get("history", {})
         partial = saved_meta.get("partial")
+        _check_compiler_options(saved_meta, strategy.compiler_options, ckpt.directory)
     step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
     if loop == "auto":
         loop = _auto_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
@@ -299,7 +320,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
 
     def save(step_now, partial_now):
         ckpt.save(step_now, strategy.canonical(placed),
-                  {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now, "loop": loop})
+                  {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now, "loop": loop,
+                   "compiler_options": strategy.compiler_options})
 
     last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
 

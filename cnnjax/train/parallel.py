@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import ensemble as _ensemble
+from .compile_options import compiler_options_for
 from .compile_options import jit as _jit
 from .steps import make_eval_step, make_train_chunk, make_train_step
 
@@ -46,6 +47,7 @@ class Strategy:
     place_batch: Callable                # (*numpy arrays [B..] or [K,B..], stacked=bool) -> placed arrays
     note: str = ""
     train_unrolled: Callable | None = None   # as train_chunk, with the K steps unrolled (no while loop)
+    compiler_options: dict | None = None     # the XLA options its steps compile with (compile_options.py)
 
 
 def _first(tree):
@@ -75,7 +77,8 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
         return Strategy("none", 1, jit(step, donate_argnums=0),
                         jit(make_train_chunk(step), donate_argnums=0), jit(ev),
                         lambda s: jax.device_put(s, device), lambda s: s, put,
-                        train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0))
+                        train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0),
+                        compiler_options=compiler_options_for(device.platform))
     if kind == "pmap":
         return _pmap_strategy(model, tx, kw)
     return _shard_strategy(model, tx, kw)
@@ -144,13 +147,15 @@ def _shard_strategy(model, tx, kw) -> Strategy:
         return tuple(global_array(a, stacked_rows if stacked else rows) for a in arrays)
 
     place_state = lambda s: jax.tree.map(lambda x: global_array(x, replicated), s)  # noqa: E731
-    jit = partial(_jit, platform=mesh.devices.flat[0].platform)
+    platform = mesh.devices.flat[0].platform
+    jit = partial(_jit, platform=platform)
     return Strategy("shard", len(jax.devices()),
                     jit(step, donate_argnums=0, out_shardings=replicated),
                     jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
                     jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch,
                     train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0,
-                                       out_shardings=replicated))
+                                       out_shardings=replicated),
+                    compiler_options=compiler_options_for(platform))
 
 
 def warn_note(strategy: Strategy) -> None:
