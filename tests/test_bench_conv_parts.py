@@ -1,0 +1,48 @@
+"""experiments/bench_conv_parts.py: its padding is cnnjax's "same", and its parts run (the split kernel gradient
+is checked against XLA's inside)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnjax import shapes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import bench_conv_parts  # noqa: E402
+
+
+@pytest.mark.parametrize("n,stride", [(32, 1), (32, 2), (16, 2), (7, 2), (8, 3)])
+def test_same_padding_is_cnnjax_s(n, stride):
+    _, pairs, *_ = shapes.conv_pairs((1, n, n, 1), (3, 3, 1, 1), stride, "same", 1, 1, "channels_last", fn="test")
+    assert (bench_conv_parts.same_padding(n, stride),) * 2 == tuple(tuple(p) for p in pairs)
+
+
+def test_every_part_of_a_layer_is_timed(capsys, monkeypatch):
+    monkeypatch.setattr(bench_conv_parts, "LAYERS", {"tiny 8x8x4 -> 8, stride 2": (8, 4, 8, 2, 3)})
+    bench_conv_parts.main(["--calls", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| tiny"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert len(cells) in (4, 6) and all(float(c) > 0 for c in cells)
+    assert "Sum over the 3 layers" in out
+
+
+def test_compiled_stats_counts_an_elementwise_program_and_a_convolution():
+    import jax
+    import jax.numpy as jnp
+
+    elementwise = jax.jit(lambda x: jnp.sin(x) * 2 + 1).lower(jnp.ones((4, 8))).compile().as_text()
+    stats = bench_conv_parts.compiled_stats(elementwise)
+    assert stats["convolutions"] == 0 and stats["loop fusions"] >= 1
+    assert stats["loop fusion output MB"] >= 4 * 4 * 8 / 1e6
+    conv = jax.jit(lambda x, k: jax.lax.conv(x, k, (1, 1), "SAME")).lower(
+        jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))).compile().as_text()
+    stats = bench_conv_parts.compiled_stats(conv)
+    assert stats["convolutions"] + stats["library fusions"] >= 1
+
+
+def test_step_report_times_the_resnet20_step_and_counts_its_program():
+    line = bench_conv_parts.step_report(repeats=1, steps=1)
+    assert line.startswith("cnnjax ResNet-20 step: ")
+    assert float(line.split(": ")[1].split(" ms")[0]) > 0
+    assert "convolutions" in line and "loop fusion output MB" in line
