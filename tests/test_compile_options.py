@@ -1,4 +1,5 @@
 """XLA:CPU compile options (cnnjax.train.compile_options): same numbers, and refused wherever they do not fit."""
+import importlib
 import os
 import subprocess
 import sys
@@ -122,7 +123,9 @@ def test_checkpoints_record_the_options_and_a_resume_with_others_warns(tmp_path,
               checkpoint_dir=str(tmp_path))
     fit(model, data, epochs=1, **kw)
     ckpt = Checkpointer(str(tmp_path))
-    assert ckpt.read_meta()["compiler_options"] == OPTIONS      # what this process's CPU steps compile with
+    compiled_with = ckpt.read_meta()["compiled_with"]
+    assert compiled_with["compiler_options"] == OPTIONS         # what this process's CPU steps compile with
+    assert compiled_with["platform"] == "cpu" and compiled_with["parallel"] == "none"
     ckpt.close()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)             # the same options: no warning
@@ -132,3 +135,33 @@ def test_checkpoints_record_the_options_and_a_resume_with_others_warns(tmp_path,
     monkeypatch.setattr(co, "_probe", lambda: (None, "turned off by the test"))
     with pytest.warns(UserWarning, match="need not be bit-for-bit"):
         fit(model, data, epochs=3, resume=True, **kw)
+
+
+def _compiled_with(**changes):
+    return {"jaxlib": "0.10.2", "platform": "cpu", "parallel": "none", "compiler_options": {"a": "b"}, **changes}
+
+
+def test_a_checkpoint_without_the_record_or_with_the_same_resumes_silently():
+    fit_module = importlib.import_module("cnnjax.train.fit")   # the module, not the function it exports
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_module._check_compiled_with({}, _compiled_with(), "d")                           # older checkpoint
+        fit_module._check_compiled_with({"compiled_with": _compiled_with()}, _compiled_with(), "d")
+        # None and {} both mean "no options"
+        fit_module._check_compiled_with({"compiled_with": _compiled_with(compiler_options={})},
+                                        _compiled_with(compiler_options=None), "d")
+
+
+def test_the_warning_names_what_changed_and_what_to_do():
+    fit_module = importlib.import_module("cnnjax.train.fit")   # the module, not the function it exports
+    saved = {"compiled_with": _compiled_with(jaxlib="0.0.1", parallel="pmap")}
+    with pytest.warns(UserWarning, match="need not be bit-for-bit") as record:
+        fit_module._check_compiled_with(saved, _compiled_with(), "ckpt-dir")
+    text = str(record[0].message)
+    assert "ckpt-dir" in text and "jaxlib '0.0.1' then, '0.10.2' now" in text
+    assert "parallel 'pmap' then, 'none' now" in text and "compiler_options" not in text
+    assert "Resume with the checkpoint's setup" in text
+    with pytest.warns(UserWarning) as record:          # only the CPU options: how to flip them
+        fit_module._check_compiled_with({"compiled_with": _compiled_with(compiler_options=None)},
+                                        _compiled_with(), "ckpt-dir")
+    assert "CNNJAX_XLA_CPU_OPTIONS=0" in str(record[0].message)

@@ -13,9 +13,10 @@ whose body holds convolutions can run much slower than separate steps (jax-ml/ja
 faster, and which one wins depends on the model. The choice is
 printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. Chunks also end at
 multiples of `checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same
-chunks as an uninterrupted one: resumption is bit-for-bit on CPU. Checkpoints also record the XLA compile
-options of the steps (below); a run that resumes with other options (``CNNJAX_XLA_CPU_OPTIONS`` flipped,
-another jaxlib) warns, since other kernels round differently.
+chunks as an uninterrupted one: resumption is bit-for-bit on CPU. Checkpoints also record what the steps
+were compiled with (jaxlib version, platform, parallel mode and the XLA options below); a run that resumes
+with any of them changed (``CNNJAX_XLA_CPU_OPTIONS`` flipped, another jaxlib) warns, since other kernels
+round differently.
 
 On a CPU, `fit` also keeps freed memory in the process (`host_memory.py`) and compiles its steps with XLA:CPU's
 options of `compile_options.py` (convolutions by XLA's kernels instead of YNNPACK's: 1.1-1.5x a step for the
@@ -35,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import flax.errors
 import jax
+import jaxlib
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -173,20 +175,30 @@ def _mean_metric(x) -> float:
     return float(np.mean(x))
 
 
-def _check_compiler_options(saved_meta: dict, current: dict | None, directory: str) -> None:
-    """Warn where a checkpoint's steps were compiled with other XLA options than this run's (older checkpoints
-    do not record them: nothing to compare)."""
-    if "compiler_options" not in saved_meta:
+def _compiled_with(strategy) -> dict:
+    """What decides the kernels of the steps, and so their rounding: stored with checkpoints."""
+    return {"jaxlib": jaxlib.__version__, "platform": jax.default_backend(), "parallel": strategy.name,
+            "compiler_options": strategy.compiler_options}
+
+
+def _check_compiled_with(saved_meta: dict, current: dict, directory: str) -> None:
+    """Warn where a checkpoint's steps were compiled otherwise than this run's (another jaxlib, platform,
+    parallel mode or other XLA options); checkpoints that do not record it have nothing to compare."""
+    saved = saved_meta.get("compiled_with")
+    if not isinstance(saved, dict):
         return
-    saved = saved_meta["compiler_options"]
-    if (saved or None) != (current or None):
-        warnings.warn(f"fit: this run compiles its steps with the XLA options {current!r} "
-                      f"({_compile_options.reason()}), the checkpoint in {directory} was written by steps compiled "
-                      f"with {saved!r}: other kernels round differently, so the "
-                      "resumed run need not be bit-for-bit the uninterrupted one. For that, resume with the "
-                      "checkpoint's setting (CNNJAX_XLA_CPU_OPTIONS=0 turns the options off; see "
-                      "cnnjax.train.compile_options).",
-                      stacklevel=3)
+    changed = [key for key in current if key in saved and (saved[key] or None) != (current[key] or None)]
+    if not changed:
+        return
+    what = "; ".join(f"{key} {saved[key]!r} then, {current[key]!r} now" for key in changed)
+    if changed == ["compiler_options"] and current["platform"] == "cpu":
+        advice = (f"This run's options: {_compile_options.reason()}. CNNJAX_XLA_CPU_OPTIONS=0 turns them off "
+                  "(see cnnjax.train.compile_options).")
+    else:
+        advice = "Resume with the checkpoint's setup for that."
+    warnings.warn(f"fit: the checkpoint in {directory} was written by steps compiled otherwise than this "
+                  f"run's ({what}). Other kernels round differently, so the resumed run need not be "
+                  f"bit-for-bit the uninterrupted one. {advice}", stacklevel=3)
 
 
 def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", epochs: int,
@@ -309,7 +321,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         placed = strategy.place_state(restored)
         history = saved_meta.get("history", {})
         partial = saved_meta.get("partial")
-        _check_compiler_options(saved_meta, strategy.compiler_options, ckpt.directory)
+        _check_compiled_with(saved_meta, _compiled_with(strategy), ckpt.directory)
     step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
     if loop == "auto":
         loop = _auto_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
@@ -321,7 +333,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     def save(step_now, partial_now):
         ckpt.save(step_now, strategy.canonical(placed),
                   {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now, "loop": loop,
-                   "compiler_options": strategy.compiler_options})
+                   "compiled_with": _compiled_with(strategy)})
 
     last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
 
