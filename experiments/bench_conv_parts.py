@@ -1,7 +1,8 @@
 """ResNet-20's convolutions on the CPU, part by part: forward, input gradient and kernel gradient in XLA (as
 ``fit`` compiles them: ``compile_options.jit``), against PyTorch's forward and forward + backward of the same
-layer (NCHW, its default). Batch 128, float32, ms per call: the median of ``--repeats`` runs of ``--calls``
-calls after one warm-up call, device-synchronised.
+layer (NCHW, its default; ``padding=1``, which for a stride-2 layer pads 1 on both sides where "same" pads 0
+and 1: the same output size, one more row and column of zeros). Batch 128, float32, ms per call: the median
+of ``--repeats`` runs of ``--calls`` calls after one warm-up call, device-synchronised.
 
 It answers where a ResNet-20 training step's convolution time goes (``experiments/SPEED.md``): the forward,
 the input gradient (for a stride-2 layer XLA's transpose is a convolution with ``lhs_dilation``), or the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import re
 import statistics
 import time
@@ -141,21 +143,32 @@ def torch_profile(steps: int = 5) -> str:
     return f"PyTorch ResNet-20 step: {per_step:.1f} ms (10 steps, unprofiled); profile of {steps} steps:\n{table}"
 
 
+def network_sums(rows: dict, torch_rows: dict | None = None) -> tuple[float, float | None]:
+    """ms over resnet20's convolutions: each layer's forward + input grad + split kernel grad (what ``fit``
+    runs), and PyTorch's forward + backward, times how many of that layer the network has (``LAYERS``)."""
+    jax_ms = sum(LAYERS[name][-1] * (row["forward"] + row["input grad"] + row["kernel grad (split)"])
+                 for name, row in rows.items())
+    torch_ms = None if torch_rows is None else sum(LAYERS[name][-1] * row["forward + backward"]
+                                                   for name, row in torch_rows.items())
+    return jax_ms, torch_ms
+
+
 def compiled_stats(hlo_text: str) -> dict:
     """Counts of an optimised HLO module's entry computation (one thunk each on XLA:CPU): convolutions, loop
-    fusions, library (YNNPACK) fusions, and the megabytes the loop fusions write (float32 outputs)."""
+    fusions, YNNPACK fusions, and the megabytes the loop fusions write (their float32 outputs, every one of a
+    multi-output fusion's)."""
     entry = hlo_text[hlo_text.index("ENTRY"):]
-    stats = {"convolutions": 0, "loop fusions": 0, "library fusions": 0, "loop fusion output MB": 0.0}
+    stats = {"convolutions": 0, "loop fusions": 0, "YNNPACK fusions": 0, "loop fusion output MB": 0.0}
     for line in entry.splitlines():
         if " convolution(" in line:
             stats["convolutions"] += 1
-        elif "kind=kCustom" in line:
-            stats["library fusions"] += 1
+        elif '"kind":"__ynn_fusion"' in line:
+            stats["YNNPACK fusions"] += 1
         elif "kind=kLoop" in line:
             stats["loop fusions"] += 1
-            match = re.search(r"= f32\[([\d,]*)\]", line)
-            if match:
-                stats["loop fusion output MB"] += 4 * math.prod(int(d) for d in match.group(1).split(",") if d) / 1e6
+            result = line.split(" fusion(")[0].split(" = ", 1)[-1]        # "f32[..]{..}" or "(f32[..], ..)"
+            for dims in re.findall(r"f32\[([\d,]*)\]", result):
+                stats["loop fusion output MB"] += 4 * math.prod(int(d) for d in dims.split(",") if d) / 1e6
     return stats
 
 
@@ -186,37 +199,47 @@ def step_report(repeats: int, steps: int = 10) -> str:
     return f"cnnjax ResNet-20 step: {statistics.median(runs):.1f} ms (median of {repeats} x {steps}); compiled: {counts}"
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--calls", type=int, default=20, help="calls per timed run (default 20)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown (default 5)")
+    ap.add_argument("--calls", type=_positive, default=20, help="calls per timed run (default 20)")
+    ap.add_argument("--repeats", type=_positive, default=5, help="timed runs; the median is shown (default 5)")
     ap.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     ap.add_argument("--step", action="store_true",
                     help="also time cnnjax's whole ResNet-20 training step and count what XLA compiled it to")
     ap.add_argument("--torch-profile", action="store_true",
                     help="also profile five steps of the PyTorch ResNet-20 peer")
     args = ap.parse_args(argv)
-    if importlib.util.find_spec("torch") is None:
+    if importlib.util.find_spec("torch") is None and not args.no_torch:
+        print("(PyTorch is not installed: its columns and --torch-profile are left out)")
         args.no_torch = True
+    if not args.no_torch:
+        import torch
+        torch.set_num_threads(os.cpu_count())     # as bench_speed.py's PyTorch rows
     cols = ["forward", "input grad", "kernel grad (xla)", "kernel grad (split)"]
     tcols = [] if args.no_torch else ["torch forward", "torch forward + backward"]
     print(f"jax {jax.__version__}, backend {jax.default_backend()}; batch {BATCH}, ms per call, median of "
           f"{args.repeats} x {args.calls} calls")
     print("| layer | " + " | ".join(cols + tcols) + " |")
     print("| --- |" + " ---: |" * (len(cols) + len(tcols)))
-    total = {"cnnjax": 0.0, "torch": 0.0}
+    rows, torch_rows = {}, ({} if tcols else None)
     for name, (h, c, f, s, count) in LAYERS.items():
-        row = jax_parts(h, c, f, s, args.calls, args.repeats)
+        rows[name] = row = jax_parts(h, c, f, s, args.calls, args.repeats)
         cells = [f"{row[k]:.2f}" for k in cols]
-        total["cnnjax"] += count * (row["forward"] + row["input grad"] + row["kernel grad (split)"])
         if tcols:
-            t = torch_parts(h, c, f, s, args.calls, args.repeats)
+            torch_rows[name] = t = torch_parts(h, c, f, s, args.calls, args.repeats)
             cells += [f"{t['forward']:.2f}", f"{t['forward + backward']:.2f}"]
-            total["torch"] += count * t["forward + backward"]
         print(f"| {name} (x{count}) | " + " | ".join(cells) + " |", flush=True)
+    jax_ms, torch_ms = network_sums(rows, torch_rows)
     n = sum(layer[-1] for layer in LAYERS.values())
     print(f"\nSum over the {n} layers (each row times its count): forward + input grad + split kernel grad "
-          f"{total['cnnjax']:.1f} ms" + (f", PyTorch forward + backward {total['torch']:.1f} ms" if tcols else ""))
+          f"{jax_ms:.1f} ms" + (f", PyTorch forward + backward {torch_ms:.1f} ms" if tcols else ""))
     if args.step:
         print()
         print(step_report(args.repeats))

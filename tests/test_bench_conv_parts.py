@@ -27,6 +27,22 @@ def test_every_part_of_a_layer_is_timed(capsys, monkeypatch):
     assert "Sum over the 3 layers" in out
 
 
+def test_network_sums_weigh_each_layer_by_its_count(monkeypatch):
+    monkeypatch.setattr(bench_conv_parts, "LAYERS", {"a": (8, 4, 8, 1, 6), "b": (8, 4, 8, 2, 1)})
+    part = lambda f, i, k: {"forward": f, "input grad": i, "kernel grad (xla)": 100.0, "kernel grad (split)": k}
+    rows = {"a": part(1.0, 2.0, 3.0), "b": part(0.5, 0.25, 0.125)}
+    torch_rows = {"a": {"forward": 9.0, "forward + backward": 2.0}, "b": {"forward": 9.0, "forward + backward": 4.0}}
+    assert bench_conv_parts.network_sums(rows, torch_rows) == (6 * 6.0 + 0.875, 6 * 2.0 + 4.0)
+    assert bench_conv_parts.network_sums(rows) == (36.875, None)
+
+
+def test_calls_and_repeats_must_be_positive(capsys):
+    for bad in ("0", "-2", "x"):
+        with pytest.raises(SystemExit):
+            bench_conv_parts.main(["--calls", bad])
+        assert f"must be a whole number >= 1, got '{bad}'" in capsys.readouterr().err
+
+
 def test_compiled_stats_counts_an_elementwise_program_and_a_convolution():
     import jax
     import jax.numpy as jnp
@@ -38,7 +54,15 @@ def test_compiled_stats_counts_an_elementwise_program_and_a_convolution():
     conv = jax.jit(lambda x, k: jax.lax.conv(x, k, (1, 1), "SAME")).lower(
         jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))).compile().as_text()
     stats = bench_conv_parts.compiled_stats(conv)
-    assert stats["convolutions"] + stats["library fusions"] >= 1
+    assert stats["convolutions"] + stats["YNNPACK fusions"] >= 1
+
+
+def test_compiled_stats_counts_every_output_of_a_multi_output_fusion():
+    hlo = ("ENTRY %main {\n"
+           "  %f = (f32[2,3]{1,0}, f32[4]{0}) fusion(%p), kind=kLoop, calls=%c\n"
+           "  %g = f32[5]{0} fusion(%p), kind=kLoop, calls=%d\n}\n")
+    stats = bench_conv_parts.compiled_stats(hlo)
+    assert stats["loop fusions"] == 2 and stats["loop fusion output MB"] == pytest.approx(4 * (6 + 4 + 5) / 1e6)
 
 
 def test_step_report_times_the_resnet20_step_and_counts_its_program():
