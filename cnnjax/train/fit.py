@@ -36,8 +36,8 @@ from typing import Any, Callable, Sequence
 
 import flax.errors
 import jax
-import jaxlib
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 import optax
 
