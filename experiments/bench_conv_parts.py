@@ -33,6 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_cpu_ops import time_call
+from cnnjax import shapes
+from cnnjax.cli import _int_at_least
 from cnnjax.functional import conv_impl
 from cnnjax.train.compile_options import jit
 
@@ -51,21 +54,12 @@ LAYERS = {
 
 def same_padding(n: int, stride: int, k: int = 3) -> tuple[int, int]:
     """TensorFlow's "same" padding of one axis (what cnnjax's conv uses)."""
-    out = -(-n // stride)
-    total = max((out - 1) * stride + k - n, 0)
-    return total // 2, total - total // 2
+    return shapes.padding_amounts(n, k, strides=stride, padding="same")
 
 
 def median_ms(fn, calls: int, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(calls):
-            out = fn()
-        jax.block_until_ready(out)
-        runs.append((time.perf_counter() - t) / calls)
-    return statistics.median(runs) * 1e3
+    """ms per call of ``fn()`` (jax or torch), as ``bench_cpu_ops.time_call`` times it."""
+    return time_call(fn, (), calls, repeats)[1] * 1e3
 
 
 def jax_parts(h, c, f, stride, calls, repeats) -> dict:
@@ -103,17 +97,8 @@ def torch_parts(h, c, f, stride, calls, repeats) -> dict:
         x.grad = w.grad = None
         conv().backward(dy)
 
-    timed = {}
-    for name, fn in (("forward", forward), ("forward + backward", forward_backward)):
-        fn()
-        runs = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            runs.append((time.perf_counter() - t) / calls)
-        timed[name] = statistics.median(runs) * 1e3
-    return timed
+    return {"forward": median_ms(forward, calls, repeats),          # torch on the CPU returns when it is done
+            "forward + backward": median_ms(forward_backward, calls, repeats)}
 
 
 def torch_profile(steps: int = 5) -> str:
@@ -199,17 +184,10 @@ def step_report(repeats: int, steps: int = 10) -> str:
     return f"cnnjax ResNet-20 step: {statistics.median(runs):.1f} ms (median of {repeats} x {steps}); compiled: {counts}"
 
 
-def _positive(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--calls", type=_positive, default=20, help="calls per timed run (default 20)")
-    ap.add_argument("--repeats", type=_positive, default=5, help="timed runs; the median is shown (default 5)")
+    ap.add_argument("--calls", type=_int_at_least("--calls", 1), default=20, help="calls per timed run (default 20)")
+    ap.add_argument("--repeats", type=_int_at_least("--repeats", 1), default=5, help="timed runs; the median is shown (default 5)")
     ap.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     ap.add_argument("--step", action="store_true",
                     help="also time cnnjax's whole ResNet-20 training step and count what XLA compiled it to")

@@ -40,7 +40,8 @@ def test_calls_and_repeats_must_be_positive(capsys):
     for bad in ("0", "-2", "x"):
         with pytest.raises(SystemExit):
             bench_conv_parts.main(["--calls", bad])
-        assert f"must be a whole number >= 1, got '{bad}'" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "--calls must be" in err and bad in err
 
 
 def test_compiled_stats_counts_an_elementwise_program_and_a_convolution():
