@@ -31,14 +31,28 @@ def _case(cfg, seed, strides=None):
     return x, k, kw, fmt, (lhs, rhs, lhs)
 
 
+def _second_order_aborts_xla_cpu(cfg):
+    """Whether the second derivative below may hit an XLA:CPU bug that aborts the process (jaxlib 0.10.2:
+    ``algebraic_simplifier.cc: Check failed ... Window dimensions do not match RHS shape``; 0.11.2 and 0.12.0.1
+    too), in XLA's own convolution, the reference form of both comparisons. Seen for the gradient with respect to the input of a function of
+    the kernel gradient, 2-D and 3-D, where an axis dilated by 2 has an output of 2 (e.g. input 1x6x5x1,
+    kernel 4x3x1x2, padding 1, dilation (2, 1)); not in 1-D, nor for dilation 3. Taken more widely here: any
+    axis whose dilation is at least its output length, in 2-D or 3-D."""
+    out, _, _, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], cfg["strides"],
+                                                 cfg["padding"], cfg["dilation"], cfg.get("groups", 1),
+                                                 cfg["data_format"], fn="test")
+    spatial = out[1:-1] if fmt == "channels_last" else out[2:]
+    return len(spatial) > 1 and any(d > 1 and n <= d for n, d in zip(spatial, dilation))
+
+
 @settings(max_examples=12, deadline=None)
 @given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
 def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
     x, k, kw, fmt, dims = _case(cfg, seed)
     xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=dims, **kw)
     col = lambda x, k: conv_impl.conv_im2col(x, k, channels_last=fmt == "channels_last", **kw)
-    np.testing.assert_allclose(col(x, k), xla(x, k), rtol=1e-5, atol=1e-5)
-    loss = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))(x, k)
+    np.testing.assert_allclose(jax.jit(col)(x, k), jax.jit(xla)(x, k), rtol=1e-5, atol=1e-5)
+    loss = lambda f: jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1)))(x, k)
     for got, want in zip(loss(col), loss(xla)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -51,13 +65,14 @@ def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
     x, k, kw, fmt, dims = _case(cfg, seed)
     xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=dims, **kw)
     vjp = lambda x, k: conv_impl.conv_im2col_vjp(x, k, channels_last=fmt == "channels_last", **kw)
-    np.testing.assert_allclose(vjp(x, k), xla(x, k), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(vjp)(x, k), jax.jit(xla)(x, k), rtol=1e-5, atol=1e-5)
     grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
-    for got, want in zip(jax.jit(grads(vjp))(x, k), grads(xla)(x, k)):
+    for got, want in zip(jax.jit(grads(vjp))(x, k), jax.jit(grads(xla))(x, k)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     # reverse over reverse: the gradient of a function of the kernel gradient, with respect to the input
-    second = lambda f: jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2))(x)
-    np.testing.assert_allclose(second(vjp), second(xla), rtol=1e-3, atol=1e-3)
+    second = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2)))(x)
+    if not _second_order_aborts_xla_cpu(cfg):
+        np.testing.assert_allclose(second(vjp), second(xla), rtol=1e-3, atol=1e-3)
 
 
 @settings(max_examples=12, deadline=None)
@@ -75,10 +90,11 @@ def test_split_grad_equals_xla_conv_values_and_gradients(cfg, seed, chunk):
     split = lambda x, k: conv_impl.conv_split_grad(x, k, chunk=chunk, **kw)
     np.testing.assert_array_equal(split(x, k), xla(x, k))        # the forward pass is XLA's own
     grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
-    for got, want in zip(jax.jit(grads(split))(x, k), grads(xla)(x, k)):
+    for got, want in zip(jax.jit(grads(split))(x, k), jax.jit(grads(xla))(x, k)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    second = lambda f: jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2))(x)
-    np.testing.assert_allclose(second(split), second(xla), rtol=1e-3, atol=1e-3)
+    second = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(grads(f)(x, k)[1] ** 2)))(x)
+    if not _second_order_aborts_xla_cpu(cfg):
+        np.testing.assert_allclose(second(split), second(xla), rtol=1e-3, atol=1e-3)
 
 
 def test_cpu_form_choice():
