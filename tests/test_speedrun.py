@@ -312,14 +312,18 @@ def _stroke_digits(n, seed=0):
 
 
 def _init_bias_gradients(x, y, **overrides):
-    """{name: norm of the bias gradient} of the first batch at init, for the MNIST preset with ``overrides``."""
+    """{name: norm of the bias gradient} of the first batch at init, for the MNIST preset with ``overrides``.
+    Jitted, as training is, with plain ``lax`` ops (as ``_init_gradients``: they compile faster, and the
+    cancellation studied here is the same in every form)."""
     from cnnjax.train.speedrun import _normalise, _Recipe
 
     recipe = _Recipe(SpeedrunConfig(**dict(MNIST, widths=(8, 16, 16), **overrides)), len(x))
-    state = recipe.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1), recipe.dtype))
-    state, mean, std = recipe.prepare(state, jnp.asarray(x))
-    batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
-    grads = jax.grad(lambda p: recipe.loss(p, state.batch_stats, batch, jnp.asarray(y))[0])(state.params)
+    with F.plain_lax():
+        state = jax.jit(recipe.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 1), recipe.dtype))
+        state, mean, std = jax.jit(recipe.prepare)(state, jnp.asarray(x))
+        batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
+        loss = lambda p, b: recipe.loss(p, state.batch_stats, b, jnp.asarray(y))[0]      # noqa: E731
+        grads = jax.jit(jax.grad(loss))(state.params, batch)
     return {name: float(jnp.linalg.norm(grads[name]["bias"])) for name in ("whiten", "block1_norm1",
                                                                          "block2_norm1")}
 
@@ -436,16 +440,17 @@ def test_fast_weights_train_between_lookahead_steps():
     x, y = _two_easy_classes(64)
     config = SpeedrunConfig(epochs=1, batch_size=8, widths=(4, 8, 8), lookahead_every=3)
     recipe = _Recipe(config, len(x))
-    state = recipe.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-    state, mean, std = recipe.prepare(state, jnp.asarray(x))
-    data = _Data(jnp.asarray(x), jnp.asarray(y), jnp.zeros(len(x), bool), mean, std)
-    perm = jnp.arange(len(x))
     leaf = lambda tree: np.asarray(tree["head"]["kernel"])     # noqa: E731
     history = []
-    for i in range(3):
-        before = state
-        state = recipe.step(state, data, perm, jnp.int32(i), jnp.int32(0), jax.random.key(1))
-        history.append((leaf(before.params), leaf(state.params), leaf(before.slow[0]), leaf(state.slow[0])))
+    with F.plain_lax():                     # jitted, with plain lax ops: op by op, this took ~35 s
+        state = jax.jit(recipe.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+        state, mean, std = jax.jit(recipe.prepare)(state, jnp.asarray(x))
+        data = _Data(jnp.asarray(x), jnp.asarray(y), jnp.zeros(len(x), bool), mean, std)
+        step = jax.jit(recipe.step)
+        for i in range(3):
+            before = state
+            state = step(state, data, jnp.arange(len(x)), jnp.int32(i), jnp.int32(0), jax.random.key(1))
+            history.append((leaf(before.params), leaf(state.params), leaf(before.slow[0]), leaf(state.slow[0])))
     for fast_before, fast_after, slow_before, slow_after in history[:2]:      # steps 1 and 2: no lookahead
         assert not np.allclose(fast_after, fast_before)                      # the fast weights trained
         np.testing.assert_array_equal(slow_after, slow_before)               # the slow ones stayed
