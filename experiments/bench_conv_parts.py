@@ -157,17 +157,17 @@ def compiled_stats(hlo_text: str) -> dict:
     return stats
 
 
-def step_report(repeats: int, steps: int = 10) -> str:
-    """cnnjax's ResNet-20 training step (``make_train_step``, compiled as fit compiles it): ms a step, the
-    median of ``repeats`` runs of ``steps`` steps, and :func:`compiled_stats` of its program."""
+def step_report(repeats: int, steps: int = 10, batch: int = BATCH) -> str:
+    """cnnjax's ResNet-20 training step (``make_train_step``, compiled as fit compiles it) on ``batch`` images:
+    ms a step, the median of ``repeats`` runs of ``steps`` steps, and :func:`compiled_stats` of its program."""
     import bench_peers
     from cnnjax.train import create_state, make_train_step
     spec = bench_peers.SPECS["resnet20"]
     model, tx = bench_peers.cnnjax_model("resnet20"), bench_peers.optimizer(spec)
     state = create_state(model, tx, input_shape=spec["input_shape"], key=jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.random((BATCH, *spec["input_shape"]), np.float32))
-    y = jnp.asarray(rng.integers(0, 10, BATCH))
+    x = jnp.asarray(rng.random((batch, *spec["input_shape"]), np.float32))
+    y = jnp.asarray(rng.integers(0, 10, batch))
     compiled = jit(make_train_step(model, tx), donate_argnums=0).lower(state, x, y).compile()
     stats = compiled_stats(compiled.as_text())
     for _ in range(3):
