@@ -216,7 +216,7 @@ def test_conv_transpose_is_the_adjoint_of_conv(cfg, seed):
     k_fwd = np.swapaxes(k, -1, -2)
     conv = lambda x: F.conv(x, k_fwd, precision="highest", **kw)     # noqa: E731
     (expected,) = jax.jit(lambda y: jax.vjp(conv, jnp.zeros(x_shape, jnp.float32))[1](y))(jnp.asarray(y))
-    got = jax.jit(lambda y: F.conv_transpose(y, k, precision="highest", **kw))(y)     # jitted: op by op it was the slowest conv test
+    got = jax.jit(lambda y: F.conv_transpose(y, k, precision="highest", **kw))(y)  # jitted: op by op, slow
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
