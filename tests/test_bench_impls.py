@@ -34,8 +34,8 @@ def _case(cfg, seed, strides=None):
 def _second_order_aborts_xla_cpu(cfg):
     """Whether the second derivative below may hit an XLA:CPU bug that aborts the process (jaxlib 0.10.2:
     ``algebraic_simplifier.cc: Check failed ... Window dimensions do not match RHS shape``; 0.11.2 and 0.12.0.1
-    too), in XLA's own convolution, the reference form of both comparisons. Seen for the gradient with respect to the input of a function of
-    the kernel gradient, 2-D and 3-D, where an axis dilated by 2 has an output of 2 (e.g. input 1x6x5x1,
+    too), in XLA's own convolution, the reference form of both comparisons. Seen for the gradient with
+    respect to the input of a function of the kernel gradient, 2-D and 3-D, where an axis dilated by 2 has an output of 2 (e.g. input 1x6x5x1,
     kernel 4x3x1x2, padding 1, dilation (2, 1)); not in 1-D, nor for dilation 3. Taken more widely here: any
     axis whose dilation is at least its output length, in 2-D or 3-D."""
     out, _, _, dilation, fmt = shapes.conv_pairs(cfg["input_shape"], cfg["kernel_shape"], cfg["strides"],
