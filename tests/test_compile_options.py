@@ -165,3 +165,43 @@ def test_the_warning_names_what_changed_and_what_to_do():
         fit_module._check_compiled_with({"compiled_with": _compiled_with(compiler_options=None)},
                                         _compiled_with(), "ckpt-dir")
     assert "CNNJAX_XLA_CPU_OPTIONS=0" in str(record[0].message)
+
+
+_PMAP_CHECK = """
+import jax, jax.numpy as jnp, numpy as np, optax
+from cnnjax import layers as L
+from cnnjax.train import compile_options as co, create_state, make_strategy, make_train_step
+model = L.Sequential([L.Conv2D(64, 3, padding="same", activation="relu"),
+                      L.Conv2D(64, 3, padding="same", activation="relu"), L.GlobalAveragePooling2D(), L.Dense(10)])
+tx = optax.sgd(0.1, 0.9)
+state = create_state(model, tx, input_shape=(16, 16, 3), key=jax.random.PRNGKey(0))
+rng = np.random.RandomState(0)
+x, y = rng.randint(0, 256, (3, 16, 16, 16, 3)).astype(np.uint8), rng.randint(0, 10, (3, 16))
+strategy = make_strategy("pmap", model, tx)
+assert strategy.compiler_options == co.cpu_compiler_options(), strategy.compiler_options
+placed = strategy.place_state(state)
+plain = jax.pmap(make_train_step(model, tx, axis_name="data"), axis_name="data", donate_argnums=0)
+ref = strategy.place_state(state)
+for t in range(3):
+    placed, _ = strategy.train_step(placed, *strategy.place_batch(x[t], y[t]))
+    ref, _ = plain(ref, *strategy.place_batch(x[t], y[t]))
+diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(placed.params), jax.tree.leaves(ref.params)))
+assert diff < 1e-5, diff
+ours = co.pmap(make_train_step(model, tx, axis_name="data"), axis_name="data", donate_argnums=0, platform="cpu")
+s = strategy.place_state(state)
+for t in range(3):
+    s, _ = ours(s, *strategy.place_batch(x[t], y[t]))
+assert len(ours.executables) == 1, len(ours.executables)   # the state it returns is laid out as it came in
+text = next(iter(ours.executables.values())).as_text()
+default = plain.lower(s, *strategy.place_batch(x[0], y[0])).compile().as_text()
+print("ynn", len(co._YNN.findall(text)), len(co._YNN.findall(default)))
+"""
+
+
+@needs_options
+def test_pmap_steps_compile_with_the_options_once_and_compute_the_same():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = subprocess.run([sys.executable, "-c", _PMAP_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ours, default = map(int, out.stdout.split("ynn")[1].split())
+    assert ours < default      # the convolutions' gradients left YNNPACK, as in jit's programs

@@ -20,7 +20,8 @@ user's choice wins) or where ``CNNJAX_XLA_CPU_OPTIONS=0``, read once, at the fir
 process of a multi-process run makes the same decision where, as usual, they share the jaxlib and environment.
 
 :func:`jit` is ``jax.jit`` with these options added for programs that run on the CPU; ``fit``, the speedrun
-trainer and the benchmarks use it. In your own loop::
+trainer and the benchmarks use it. :func:`pmap` does the same for ``jax.pmap``, which takes no ``compiler_options``:
+it compiles ahead of time, once per distinct set of argument shapes, dtypes and shardings. In your own loop::
 
     from cnnjax.train import compile_options
     step = compile_options.jit(train_step, donate_argnums=0)
@@ -35,9 +36,10 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-__all__ = ["cpu_compiler_options", "reason", "compiler_options_for", "jit", "FIELD", "WITHOUT_CONVOLUTIONS"]
+__all__ = ["cpu_compiler_options", "reason", "compiler_options_for", "jit", "pmap", "FIELD", "WITHOUT_CONVOLUTIONS"]
 
 FIELD = "xla_cpu_experimental_ynn_fusion_type"
 WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
@@ -117,3 +119,32 @@ def jit(fn, *, platform: str | None = None, **kwargs):
     if options:
         kwargs["compiler_options"] = {**options, **(kwargs.get("compiler_options") or {})}   # the caller's win
     return jax.jit(fn, **kwargs)
+
+
+def pmap(fn, *, platform: str | None = None, **kwargs):
+    """``jax.pmap(fn, **kwargs)`` with :func:`compiler_options_for` ``platform`` (default: the default backend's).
+
+    ``jax.pmap`` has no ``compiler_options`` argument, so where there are options the returned function lowers
+    and compiles ``jax.pmap(fn, **kwargs)`` ahead of time with them, once for each distinct structure, shapes,
+    dtypes and shardings of its (array) arguments, and keeps the executables (its ``executables`` attribute).
+    Elsewhere it is ``jax.pmap`` itself.
+    """
+    mapped = jax.pmap(fn, **kwargs)
+    options = compiler_options_for(platform or jax.default_backend())
+    if not options:
+        return mapped
+    compiled = {}
+
+    def key(x):
+        return np.shape(x), str(jnp.result_type(x)), getattr(x, "weak_type", False), getattr(x, "sharding", None)
+
+    @functools.wraps(fn)
+    def call(*args):
+        leaves, treedef = jax.tree.flatten(args)
+        k = (treedef, tuple(key(x) for x in leaves))
+        if k not in compiled:
+            compiled[k] = mapped.lower(*args).compile(compiler_options=options)
+        return compiled[k](*args)
+
+    call.compiler_options, call.executables = options, compiled
+    return call

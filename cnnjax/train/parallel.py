@@ -13,8 +13,8 @@ how to place the state and a global batch on its devices. The global batch of a 
   (``NamedSharding(mesh, P())``), batch rows split (``P("data")``); XLA inserts the gradient all-reduce. This is
   the form JAX recommends and the one that spans several processes (`distributed.py`).
 
-On a CPU the jitted steps of ``none`` and ``shard`` take XLA:CPU's compile options (``compile_options.py``:
-convolutions by XLA's kernels, not YNNPACK's); ``pmap`` takes no compile options.
+On a CPU the steps of every mode take XLA:CPU's compile options (``compile_options.py``: convolutions by XLA's
+kernels, not YNNPACK's); ``pmap``'s are compiled ahead of time for that, since ``jax.pmap`` has no such argument.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from . import ensemble as _ensemble
 from .compile_options import compiler_options_for
 from .compile_options import jit as _jit
+from .compile_options import pmap as _pmap
 from .steps import make_eval_step, make_train_chunk, make_train_step
 
 PARALLEL_MODES = ("none", "pmap", "shard")
@@ -111,16 +112,18 @@ def _pmap_strategy(model, tx, kw) -> Strategy:
             out.append(jax.device_put(a, sharding_for(a.shape)))
         return tuple(out)
 
-    pstep = jax.pmap(step, axis_name="data", donate_argnums=0)
-    pchunk = jax.pmap(make_train_chunk(step), axis_name="data", donate_argnums=0)
-    punrolled = jax.pmap(make_train_chunk(step, unroll=True), axis_name="data", donate_argnums=0)
-    peval = jax.pmap(ev, axis_name="data")
+    pmap = partial(_pmap, platform=devices[0].platform, axis_name="data")   # with XLA:CPU's options on a CPU
+    pstep = pmap(step, donate_argnums=0)
+    pchunk = pmap(make_train_chunk(step), donate_argnums=0)
+    punrolled = pmap(make_train_chunk(step, unroll=True), donate_argnums=0)
+    peval = pmap(ev)
     note = ("note: --parallel pmap with a single device runs like parallel='none' (no data parallelism)"
             if n == 1 else "")
     return Strategy("pmap", n, lambda s, x, y: _unstack_metrics(pstep(s, x, y)),
                     lambda s, x, y: _unstack_metrics(pchunk(s, x, y)),
                     lambda *a: _first(peval(*a)), place_state, _first, place_batch, note,
-                    train_unrolled=lambda s, x, y: _unstack_metrics(punrolled(s, x, y)))
+                    train_unrolled=lambda s, x, y: _unstack_metrics(punrolled(s, x, y)),
+                    compiler_options=compiler_options_for(devices[0].platform))
 
 
 def _unstack_metrics(out):
