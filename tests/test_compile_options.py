@@ -205,3 +205,8 @@ def test_pmap_steps_compile_with_the_options_once_and_compute_the_same():
     assert out.returncode == 0, out.stderr[-3000:]
     ours, default = map(int, out.stdout.split("ynn")[1].split())
     assert ours < default      # the convolutions' gradients left YNNPACK, as in jit's programs
+
+
+def test_pmap_refuses_static_arguments_by_name():
+    with pytest.raises(ValueError, match="static_broadcasted_argnums=1 is not supported"):
+        co.pmap(lambda x, n: x * n, static_broadcasted_argnums=1)

@@ -129,6 +129,10 @@ def pmap(fn, *, platform: str | None = None, **kwargs):
     dtypes and shardings of its (array) arguments, and keeps the executables (its ``executables`` attribute).
     Elsewhere it is ``jax.pmap`` itself.
     """
+    if kwargs.get("static_broadcasted_argnums") not in (None, ()):
+        raise ValueError(f"compile_options.pmap: static_broadcasted_argnums="
+                         f"{kwargs['static_broadcasted_argnums']!r} is not supported (its executables are keyed by "
+                         "array arguments only); close over static values instead, or use jax.pmap.")
     mapped = jax.pmap(fn, **kwargs)
     options = compiler_options_for(platform or jax.default_backend())
     if not options:
