@@ -195,6 +195,16 @@ assert len(ours.executables) == 1, len(ours.executables)   # the state it return
 text = next(iter(ours.executables.values())).as_text()
 default = plain.lower(s, *strategy.place_batch(x[0], y[0])).compile().as_text()
 print("ynn", len(co._YNN.findall(text)), len(co._YNN.findall(default)))
+# pmap's outputs (their mesh axis named otherwise) reuse the executable; devices in another order run by jax.pmap
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+double = co.pmap(lambda a: a * 2, platform="cpu")
+a = jax.device_put(np.arange(8.0).reshape(2, 4), NamedSharding(Mesh(np.array(jax.devices()), ("d",)), P("d")))
+a = double(double(a))
+backwards = NamedSharding(Mesh(np.array(jax.devices()[::-1]), ("d",)), P("d"))
+b = double(jax.device_put(np.arange(8.0).reshape(2, 4), backwards))
+assert len(double.executables) == 1, len(double.executables)
+np.testing.assert_array_equal(np.asarray(a), 4 * np.arange(8.0).reshape(2, 4))
+np.testing.assert_array_equal(np.asarray(b), 2 * np.arange(8.0).reshape(2, 4))
 """
 
 
