@@ -30,7 +30,47 @@ __all__ = [
 
 def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
     """The span of a dilated kernel: ``d * (k - 1) + 1``."""
+    fn = "effective_kernel_size"
+    kernel_size = _int_arg(kernel_size, "kernel_size", fn)
+    dilation = _int_arg(dilation, "dilation", fn)
     return dilation * (kernel_size - 1) + 1
+
+
+def _int_arg(value, name, fn, *, minimum=1) -> int:
+    """One int argument (a Python or NumPy int, not a bool) of at least ``minimum``, as a Python int."""
+    if not _args._is_int(value):
+        raise TypeError(f"{fn}: {name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{fn}: {name}={value!r} must be >= {minimum}.")
+    return int(value)
+
+
+def check_flag(value, name, fn) -> bool:
+    """``value`` as a bool: a Python bool or a NumPy ``bool_``; TypeError for anything else (a string such as
+    ``'False'`` is truthy, so it would silently mean True)."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise TypeError(f"{fn}: {name} must be a bool, got {value!r}.")
+
+
+def _check_dim(value, what, fn, *, minimum=1, where=""):
+    """One dimension of a shape: an int (Python or NumPy, not a bool) of at least ``minimum``."""
+    if not _args._is_int(value) or value < minimum:
+        need = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{fn}: {what} {value!r}{where} must be {need}.")
+
+
+def _shape_tuple(shape, name, fn) -> Tuple:
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{fn}: {name} must be a tuple of ints, got {shape!r}.")
+    return tuple(shape)
+
+
+def _check_kernel_dims(kernel_shape, fn):
+    for axis, dim in enumerate(kernel_shape):
+        _check_dim(dim, "kernel dimension", fn, where=f" (axis {axis} of kernel shape {kernel_shape})")
 
 
 def _axis_pair(size, kernel_size, strides, padding, dilation, fn) -> Tuple[int, int]:
@@ -50,11 +90,10 @@ def _axis_pair(size, kernel_size, strides, padding, dilation, fn) -> Tuple[int, 
 
 
 def _check_axis(size, kernel_size, strides, dilation, fn, *, kernel_name="kernel_size"):
-    if not _args._is_int(size) or size < 1:
-        raise ValueError(f"{fn}: input size {size!r} must be a positive int.")
-    _args.as_int_tuple(kernel_size, 1, kernel_name, fn)
-    _args.as_int_tuple(strides, 1, "strides", fn)
-    _args.as_int_tuple(dilation, 1, "dilation", fn)
+    """Checks the scalar arguments of a one-axis formula; returns them as Python ints."""
+    _check_dim(size, "input size", fn)
+    return (int(size), _int_arg(kernel_size, kernel_name, fn), _int_arg(strides, "strides", fn),
+            _int_arg(dilation, "dilation", fn))
 
 
 def padding_amounts(size: int, kernel_size: int, strides: int = 1, padding="same",
@@ -69,7 +108,7 @@ def padding_amounts(size: int, kernel_size: int, strides: int = 1, padding="same
     (1, 2)
     """
     fn = "padding_amounts"
-    _check_axis(size, kernel_size, strides, dilation, fn)
+    size, kernel_size, strides, dilation = _check_axis(size, kernel_size, strides, dilation, fn)
     return _axis_pair(size, kernel_size, strides, padding, dilation, fn)
 
 
@@ -85,8 +124,11 @@ def conv_output_size(size: int, kernel_size: int, strides: int = 1, padding="val
 
     Raises ValueError when the (dilated) kernel is longer than the padded input.
     """
-    fn = "conv_output_size"
-    _check_axis(size, kernel_size, strides, dilation, fn)
+    return _conv_axis(size, kernel_size, strides, padding, dilation, "conv_output_size")
+
+
+def _conv_axis(size, kernel_size, strides, padding, dilation, fn):
+    size, kernel_size, strides, dilation = _check_axis(size, kernel_size, strides, dilation, fn)
     lo, hi = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
     k_eff = effective_kernel_size(kernel_size, dilation)
     if k_eff > size + lo + hi:
@@ -105,19 +147,28 @@ def unused_input(size: int, kernel_size: int, strides: int = 1, padding="valid",
     1
     """
     fn = "unused_input"
-    out = conv_output_size(size, kernel_size, strides, padding, dilation)
+    out = _conv_axis(size, kernel_size, strides, padding, dilation, fn)
+    size, kernel_size, strides, dilation = _check_axis(size, kernel_size, strides, dilation, fn)
     lo, _ = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
     last_covered = -lo + (out - 1) * strides + effective_kernel_size(kernel_size, dilation)
     return max(0, size - last_covered)
 
 
 def _split_shape(input_shape, n, fmt, fn):
-    input_shape = tuple(input_shape)
+    """(batch, spatial, channels) of an input shape, checked: rank ``n + 2``, a batch >= 0 (an empty batch is a
+    real array), spatial sizes and channels >= 1, all ints."""
+    input_shape = _shape_tuple(input_shape, "input_shape", fn)
     if len(input_shape) != n + 2:
         layout = _args.layout_names(fmt, n)[0]
         raise ValueError(
             f"{fn}: input of shape {input_shape} has rank {len(input_shape)}, but a {n}-D op needs rank "
             f"{n + 2} (batch, {n} spatial axes, channels: {layout}).")
+    channel = _args.channel_axis(fmt, n + 2)
+    for axis, dim in enumerate(input_shape):
+        what = "batch size" if axis == 0 else "input channels" if axis == channel else "input size"
+        _check_dim(dim, what, fn, minimum=0 if axis == 0 else 1,
+                   where=f" (axis {axis} of input shape {input_shape})")
+    input_shape = tuple(int(d) for d in input_shape)
     if fmt == "channels_last":
         return input_shape[0], input_shape[1:-1], input_shape[-1]
     return input_shape[0], input_shape[2:], input_shape[1]
@@ -132,12 +183,14 @@ def _join_shape(batch, spatial, channels, fmt):
 def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1, groups=1,
                data_format="channels_last", fn="conv"):
     """Checks a convolution's arguments; returns (output shape, padding pairs, strides, dilation, format)."""
-    kernel_shape = tuple(kernel_shape)
+    kernel_shape = _shape_tuple(kernel_shape, "kernel_shape", fn)
     n = len(kernel_shape) - 2
     if n not in (1, 2, 3):
         raise ValueError(
             f"{fn}: kernel of shape {kernel_shape} has rank {len(kernel_shape)}; a kernel is "
             f"(spatial..., in_channels // groups, filters) with 1, 2 or 3 spatial axes (rank 3, 4 or 5).")
+    _check_kernel_dims(kernel_shape, fn)
+    kernel_shape = tuple(int(d) for d in kernel_shape)
     fmt = _args.data_format(data_format, n, fn)
     batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
     ksize, k_in, filters = kernel_shape[:-2], kernel_shape[-2], kernel_shape[-1]
@@ -145,8 +198,7 @@ def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1
     dilation = _args.as_int_tuple(dilation, n, "dilation", fn)
     if not _args._is_int(groups) or groups < 1:
         raise ValueError(f"{fn}: groups={groups!r} must be an int >= 1.")
-    if any(k < 1 for k in ksize) or k_in < 1 or filters < 1:
-        raise ValueError(f"{fn}: kernel of shape {kernel_shape} has an empty axis.")
+    groups = int(groups)
     if channels % groups:
         raise ValueError(
             f"{fn}: the input has {channels} channels, which is not divisible by groups={groups}.")
@@ -165,7 +217,8 @@ def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1
     k_eff = [effective_kernel_size(k, d) for k, d in zip(ksize, dilation)]
     padded = [size + lo + hi for size, (lo, hi) in zip(spatial, pairs)]
     if any(ke > p for ke, p in zip(k_eff, padded)):
-        dil = f" with dilation {_args.fmt_sizes(dilation)} (spans {_args.fmt_sizes(k_eff)})" if max(dilation) > 1 else ""
+        dil = (f" with dilation {_args.fmt_sizes(dilation)} (spans {_args.fmt_sizes(k_eff)})"
+               if max(dilation) > 1 else "")
         raise ValueError(
             f"{fn}: kernel {_args.fmt_sizes(ksize)}{dil} is larger than the padded input "
             f"{_args.fmt_sizes(padded)} with padding={padding!r}; use padding='same' or a smaller kernel.")
@@ -194,8 +247,11 @@ def conv_transpose_output_size(size: int, kernel_size: int, strides: int = 1, pa
     ``"valid"``: ``n * s + max(k_eff - s, 0)``; ``"same"``: ``n * s``; explicit ``(lo, hi)`` (the padding of
     the forward convolution it transposes): ``(n - 1) * s + k_eff - lo - hi``.
     """
-    fn = "conv_transpose_output_size"
-    _check_axis(size, kernel_size, strides, dilation, fn)
+    return _transpose_axis(size, kernel_size, strides, padding, dilation, "conv_transpose_output_size")
+
+
+def _transpose_axis(size, kernel_size, strides, padding, dilation, fn, given=None):
+    size, kernel_size, strides, dilation = _check_axis(size, kernel_size, strides, dilation, fn)
     k_eff = effective_kernel_size(kernel_size, dilation)
     if isinstance(padding, str):
         key = _args.padding(padding, 1, fn)
@@ -203,18 +259,28 @@ def conv_transpose_output_size(size: int, kernel_size: int, strides: int = 1, pa
     lo, hi = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
     out = (size - 1) * strides + k_eff - lo - hi
     if out < 1:
-        raise ValueError(f"{fn}: padding={padding!r} removes the whole output (size {out}).")
+        raise ValueError(f"{fn}: padding={padding if given is None else given!r} removes the whole output "
+                         f"(size {out}).")
     return out
 
 
 def conv_transpose_output_shape(input_shape, kernel_shape, strides=1, padding="valid", dilation=1,
                                 data_format="channels_last") -> Tuple[int, ...]:
     """Output shape of :func:`cnnjax.functional.conv_transpose`; kernel ``(*k, C, K)``."""
-    fn = "conv_transpose_output_shape"
-    kernel_shape = tuple(kernel_shape)
+    return conv_transpose_geometry(input_shape, kernel_shape, strides, padding, dilation, data_format,
+                                   fn="conv_transpose_output_shape")[0]
+
+
+def conv_transpose_geometry(input_shape, kernel_shape, strides=1, padding="valid", dilation=1,
+                            data_format="channels_last", fn="conv_transpose"):
+    """Checks a transposed convolution's arguments; returns (output shape, strides, dilation, padding, format),
+    padding as 'VALID', 'SAME' or one (low, high) pair per spatial axis."""
+    kernel_shape = _shape_tuple(kernel_shape, "kernel_shape", fn)
     n = len(kernel_shape) - 2
     if n not in (1, 2, 3):
         raise ValueError(f"{fn}: kernel of shape {kernel_shape} must have rank 3, 4 or 5.")
+    _check_kernel_dims(kernel_shape, fn)
+    kernel_shape = tuple(int(d) for d in kernel_shape)
     fmt = _args.data_format(data_format, n, fn)
     batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
     if channels != kernel_shape[-2]:
@@ -225,9 +291,9 @@ def conv_transpose_output_shape(input_shape, kernel_shape, strides=1, padding="v
     dilation = _args.as_int_tuple(dilation, n, "dilation", fn)
     pad = _args.padding(padding, n, fn)
     per_axis = [pad] * n if isinstance(pad, str) else list(pad)
-    out = tuple(conv_transpose_output_size(size, k, s, p, d)
+    out = tuple(_transpose_axis(size, k, s, p, d, fn, padding)
                 for size, k, s, p, d in zip(spatial, kernel_shape[:-2], strides, per_axis, dilation))
-    return _join_shape(batch, out, kernel_shape[-1], fmt)
+    return _join_shape(batch, out, kernel_shape[-1], fmt), strides, dilation, pad, fmt
 
 
 def pool_output_size(size: int, pool_size: int, strides: Optional[int] = None, padding="valid",
@@ -235,16 +301,30 @@ def pool_output_size(size: int, pool_size: int, strides: Optional[int] = None, p
     """Output length of one axis of a pooling: ``W2 = (W1 + lo + hi - F) // S + 1``; ``strides=None`` is ``F``.
 
     ``ceil_mode=True`` (PyTorch) rounds up instead, keeping a last partial window if it starts inside the input
-    or its low padding.
+    or its low padding. Explicit padding must be smaller than ``pool_size`` on each side, so that every window
+    covers at least one input cell.
     """
     return _pool_axis(size, pool_size, pool_size if strides is None else strides, padding, ceil_mode,
                       "pool_output_size")[0]
 
 
-def _pool_axis(size, k, s, padding, ceil_mode, fn):
-    """(out, lo, hi, extra_hi): extra_hi is the padding that ceil_mode adds past ``hi``."""
-    _check_axis(size, k, s, 1, fn, kernel_name="pool_size")
+def _pool_axis(size, k, s, padding, ceil_mode, fn, axis=None, given=None):
+    """(out, lo, hi, extra_hi): extra_hi is the padding that ceil_mode adds past ``hi``.
+
+    Every window covers at least one input cell: each side's padding is smaller than the window (with
+    ``hi < k`` the last floor-mode window starts inside the input or the low padding), and ceil_mode's extra
+    window is dropped unless it starts inside the input or its low padding, as in PyTorch. ``axis`` and
+    ``given`` (the padding as the user gave it) are for the messages.
+    """
+    size, k, s, _ = _check_axis(size, k, s, 1, fn, kernel_name="pool_size")
+    ceil_mode = check_flag(ceil_mode, "ceil_mode", fn)
     lo, hi = _axis_pair(size, k, s, padding, 1, fn)
+    for side, amount in (("low", lo), ("high", hi)):
+        if amount >= k:
+            where = "" if axis is None else f" on spatial axis {axis}"
+            raise ValueError(
+                f"{fn}: padding {amount}{where} ({side} side) must be smaller than pool_size {k} (a window "
+                f"would cover only padding); got padding={padding if given is None else given!r}.")
     padded = size + lo + hi
     if k > padded:
         raise ValueError(
@@ -261,9 +341,14 @@ def _pool_axis(size, k, s, padding, ceil_mode, fn):
 def pool_geometry(input_shape, pool_size, strides=None, padding="valid", data_format="channels_last",
                   ceil_mode=False, fn="pool"):
     """Checks a pooling's arguments; returns (output shape, window, strides, pairs, extra, format)."""
-    input_shape = tuple(input_shape)
+    input_shape = _shape_tuple(input_shape, "input_shape", fn)
     if not isinstance(pool_size, (tuple, list)) and not _args._is_int(pool_size):
         raise TypeError(f"{fn}: pool_size must be an int or a sequence of ints, got {pool_size!r}.")
+    spatial_axes = len(input_shape) - 2
+    if isinstance(pool_size, (tuple, list)) and spatial_axes in (1, 2, 3) and len(pool_size) != spatial_axes:
+        raise ValueError(
+            f"{fn}: pool_size={pool_size!r} has {len(pool_size)} entries, but the input of shape {input_shape} has "
+            f"{spatial_axes} spatial {'axis' if spatial_axes == 1 else 'axes'}; give one int or {spatial_axes} ints.")
     n = len(pool_size) if isinstance(pool_size, (tuple, list)) else len(input_shape) - 2
     if n not in (1, 2, 3):
         raise ValueError(
@@ -282,8 +367,8 @@ def pool_geometry(input_shape, pool_size, strides=None, padding="valid", data_fo
             f"{fn}: pool_size {_args.fmt_sizes(window)} is larger than the padded input "
             f"{_args.fmt_sizes(padded)} with padding={padding!r}; use padding='same' or a smaller pool_size.")
     out, extra = [], []
-    for size, k, st, pair in zip(spatial, window, strides, pairs):
-        o, _, _, e = _pool_axis(size, k, st, pair, ceil_mode, fn)
+    for axis, (size, k, st, pair) in enumerate(zip(spatial, window, strides, pairs)):
+        o, _, _, e = _pool_axis(size, k, st, pair, ceil_mode, fn, axis, padding)
         out.append(o)
         extra.append(e)
     pairs = tuple(pairs)
@@ -303,9 +388,10 @@ def pool_output_shape(input_shape: Sequence[int], pool_size, strides=None, paddi
 
 def global_pool_output_shape(input_shape, data_format="channels_last", keepdims=False) -> Tuple[int, ...]:
     """(N, *spatial, C) -> (N, C), or (N, 1, ..., 1, C) with keepdims."""
-    input_shape = tuple(input_shape)
-    n = len(input_shape) - 2
     fn = "global_pool_output_shape"
+    input_shape = _shape_tuple(input_shape, "input_shape", fn)
+    keepdims = check_flag(keepdims, "keepdims", fn)
+    n = len(input_shape) - 2
     if n < 1:
         raise ValueError(f"{fn}: input of shape {input_shape} needs rank >= 3 (batch, spatial..., channels).")
     fmt = _args.data_format(data_format, n, fn)
@@ -318,14 +404,19 @@ def global_pool_output_shape(input_shape, data_format="channels_last", keepdims=
 def channel_pool_output_shape(input_shape, pool_size: int, strides: Optional[int] = None,
                               data_format="channels_last") -> Tuple[int, ...]:
     """Depth-wise pooling over adjacent channels: ``C2 = (C - pool_size) // strides + 1``; spatial kept."""
-    fn = "channel_max_pool"
-    input_shape = tuple(input_shape)
+    return channel_pool_geometry(input_shape, pool_size, strides, data_format, fn="channel_pool_output_shape")[0]
+
+
+def channel_pool_geometry(input_shape, pool_size, strides=None, data_format="channels_last",
+                          fn="channel_max_pool"):
+    """Checks a channel pooling's arguments; returns (output shape, pool_size, strides, format)."""
+    input_shape = _shape_tuple(input_shape, "input_shape", fn)
     n = len(input_shape) - 2
     if n < 1:
         raise ValueError(f"{fn}: input of shape {input_shape} needs rank >= 3 (batch, spatial..., channels).")
     fmt = _args.data_format(data_format, n, fn)
-    (k,) = _args.as_int_tuple(pool_size, 1, "pool_size", fn)
-    (s,) = (k,) if strides is None else _args.as_int_tuple(strides, 1, "strides", fn)
+    k = _int_arg(pool_size, "pool_size", fn)
+    s = k if strides is None else _int_arg(strides, "strides", fn)
     batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
     if k > channels:
         raise ValueError(f"{fn}: pool_size={k} is larger than the {channels} input channels.")
@@ -333,7 +424,7 @@ def channel_pool_output_shape(input_shape, pool_size: int, strides: Optional[int
         raise ValueError(
             f"{fn}: {channels} channels are not divisible by pool_size={k}; each output channel is the max of "
             f"{k} adjacent input channels, so use a pool_size that divides {channels}.")
-    return _join_shape(batch, spatial, (channels - k) // s + 1, fmt)
+    return _join_shape(batch, spatial, (channels - k) // s + 1, fmt), k, s, fmt
 
 
 def conv_params(kernel_size, in_channels: int, filters: int, use_bias: bool = True, groups: int = 1) -> int:
@@ -347,9 +438,10 @@ def conv_params(kernel_size, in_channels: int, filters: int, use_bias: bool = Tr
     fn = "conv_params"
     ksize = _args.as_int_tuple(kernel_size, len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2,
                                "kernel_size", fn)
-    (in_channels,) = _args.as_int_tuple(in_channels, 1, "in_channels", fn)
-    (filters,) = _args.as_int_tuple(filters, 1, "filters", fn)
-    (groups,) = _args.as_int_tuple(groups, 1, "groups", fn)
+    in_channels = _int_arg(in_channels, "in_channels", fn)
+    filters = _int_arg(filters, "filters", fn)
+    groups = _int_arg(groups, "groups", fn)
+    use_bias = check_flag(use_bias, "use_bias", fn)
     if in_channels % groups or filters % groups:
         raise ValueError(f"{fn}: in_channels={in_channels} and filters={filters} must both be divisible by "
                          f"groups={groups}.")
@@ -362,6 +454,8 @@ def dense_params(in_features: int, units: int, use_bias: bool = True) -> int:
     >>> dense_params(5408, 128)
     692352
     """
-    (in_features,) = _args.as_int_tuple(in_features, 1, "in_features", "dense_params")
-    (units,) = _args.as_int_tuple(units, 1, "units", "dense_params")
+    fn = "dense_params"
+    in_features = _int_arg(in_features, "in_features", fn)
+    units = _int_arg(units, "units", fn)
+    use_bias = check_flag(use_bias, "use_bias", fn)
     return in_features * units + (units if use_bias else 0)

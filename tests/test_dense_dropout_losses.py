@@ -134,3 +134,36 @@ def test_batch_moments_keep_precision_with_a_large_mean():
     x = (1000.0 + np.random.default_rng(2).standard_normal((4096, 2)) * 0.01).astype(np.float32)
     _, var = F.batch_moments(x, (0,))
     np.testing.assert_allclose(var, x.astype(np.float64).var(axis=0), rtol=1e-2)   # one-pass E[x^2]-E[x]^2 fails
+
+
+def test_dropout_accepts_numpy_rates_and_raw_keys():
+    """NumPy scalars and 0-d NumPy arrays are the numbers they hold; jax.random.PRNGKey keys work as typed ones."""
+    x = jnp.ones((20, 50))
+    y = F.dropout(x, 0.3, rng=jax.random.key(0))
+    for rate in (np.float64(0.3), np.array(0.3)):
+        np.testing.assert_array_equal(F.dropout(x, rate, rng=jax.random.key(0)), y)
+    np.testing.assert_array_equal(F.dropout(x, np.float32(0.5), rng=jax.random.key(0)),
+                                  F.dropout(x, 0.5, rng=jax.random.key(0)))
+    np.testing.assert_array_equal(F.dropout(x, np.int64(0), rng=None), x)
+    raw = F.dropout(x, 0.3, rng=jax.random.PRNGKey(0))
+    assert abs(float(jnp.mean(raw != 0)) - 0.7) < 0.05
+    np.testing.assert_array_equal(raw, F.dropout(x, 0.3, rng=np.asarray(jax.random.PRNGKey(0))))
+
+
+def test_dropout_deterministic_must_be_a_bool():
+    """deterministic='False' is truthy: it silently turned dropout off."""
+    x = jnp.ones((4, 8))
+    with pytest.raises(TypeError, match=r"dropout: deterministic must be a bool, got 'False'"):
+        F.dropout(x, 0.5, rng=jax.random.key(0), deterministic="False")
+    np.testing.assert_array_equal(F.dropout(x, 0.5, deterministic=np.True_), x)
+
+
+def test_batch_norm_checks_axis_and_epsilon_under_jit():
+    """The checks read static values only: the same errors inside jit, and a traced epsilon is used unread."""
+    x, mean, var = jnp.ones((2, 4, 4, 3)), jnp.zeros(3), jnp.ones(3)
+    with pytest.raises(ValueError, match=r"batch_norm: axis=4 is out of range for x of rank 4"):
+        jax.jit(lambda a: F.batch_norm(a, mean, var, axis=4))(x)
+    with pytest.raises(ValueError, match=r"batch_norm: epsilon=-0.5 must be a finite number >= 0"):
+        jax.jit(lambda a: F.batch_norm(a, mean, var, epsilon=-0.5))(x)
+    y = jax.jit(lambda a, e: F.batch_norm(a, mean, var, epsilon=e, axis=-1))(x, 0.0)
+    np.testing.assert_allclose(y, 1.0)

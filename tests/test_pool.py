@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cnnjax import functional as F
+from cnnjax import functional as F, shapes
 from cnnjax.testing import reference, strategies as cst
 
 REF = {F.max_pool: reference.max_pool, F.avg_pool: reference.avg_pool, F.min_pool: reference.min_pool}
@@ -132,3 +132,74 @@ def test_pool_gradients_under_jit_equal_eager(op):
     np.testing.assert_allclose(jax.jit(jax.grad(loss))(x), jax.grad(loss)(x), rtol=1e-6, atol=1e-6)
     g = jax.jit(jax.grad(lambda a: jnp.sum(F.channel_max_pool(a, 2))))(x)
     assert float(g.sum()) == 2 * 5 * 5                     # one winner per output cell
+
+
+# --- review fixes ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op, kw", [(F.max_pool, {}), (F.min_pool, {}), (F.avg_pool, {}),
+                                    (F.avg_pool, {"count_include_pad": True}), (F.max_pool, {"ceil_mode": True})])
+def test_pool_padding_must_be_smaller_than_the_window(op, kw):
+    """padding=3 with a 2x2 window gave -inf cells (max), +inf (min) and NaN (avg, real cells only): windows that
+    cover only padding."""
+    x = np.ones((1, 4, 4, 1), np.float32)
+    name = op.__name__
+    with pytest.raises(ValueError, match=rf"{name}: padding 3 on spatial axis 0 \(low side\) must be smaller than "
+                                         rf"pool_size 2 \(a window would cover only padding\); got padding=3"):
+        op(x, 2, padding=3, **kw)
+    with pytest.raises(ValueError, match=rf"{name}: padding 2 on spatial axis 1 \(high side\) must be smaller than "
+                                         rf"pool_size 2"):
+        op(x, 2, padding=((0, 0), (0, 2)), **kw)
+    y = op(x, 2, padding=1, **kw)                                       # padding < pool_size: every cell finite
+    assert np.isfinite(np.asarray(y)).all()
+
+
+def test_pool_shape_formulas_check_the_padding_too():
+    with pytest.raises(ValueError, match=r"pool_output_size: padding 2 \(low side\) must be smaller than pool_size 2"):
+        shapes.pool_output_size(4, 2, padding=2)
+    with pytest.raises(ValueError, match=r"pool_output_shape: padding 3 on spatial axis 0"):
+        shapes.pool_output_shape((1, 4, 4, 1), 2, padding=3)
+
+
+@given(st.integers(1, 12), st.integers(1, 5), st.integers(1, 5), st.integers(0, 4), st.integers(0, 4), st.booleans())
+def test_every_pool_window_covers_an_input_cell(size, k, s, lo, hi, ceil_mode):
+    """With each side's padding < pool_size (and ceil_mode's extra window starting inside the input or the low
+    padding), no window lies entirely in the padding; otherwise a clear error."""
+    if max(lo, hi) >= k:
+        with pytest.raises(ValueError, match="a window would cover only padding"):
+            shapes.pool_output_size(size, k, s, (lo, hi), ceil_mode)
+        return
+    if k > size + lo + hi:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            shapes.pool_output_size(size, k, s, (lo, hi), ceil_mode)
+        return
+    out = shapes.pool_output_size(size, k, s, (lo, hi), ceil_mode)
+    for i in range(out):
+        start = i * s - lo                                 # in input coordinates
+        assert start < size and start + k > 0, (i, start)
+
+
+@pytest.mark.parametrize("call, name, flag", [
+    (lambda v: F.max_pool(np.ones((1, 5, 5, 1), np.float32), 2, ceil_mode=v), "max_pool", "ceil_mode"),
+    (lambda v: F.min_pool(np.ones((1, 5, 5, 1), np.float32), 2, ceil_mode=v), "min_pool", "ceil_mode"),
+    (lambda v: F.avg_pool(np.ones((1, 5, 5, 1), np.float32), 2, ceil_mode=v), "avg_pool", "ceil_mode"),
+    (lambda v: F.avg_pool(np.ones((1, 5, 5, 1), np.float32), 2, padding=1, count_include_pad=v), "avg_pool",
+     "count_include_pad"),
+    (lambda v: F.global_avg_pool(np.ones((1, 5, 5, 1), np.float32), keepdims=v), "global_avg_pool", "keepdims"),
+    (lambda v: F.global_max_pool(np.ones((1, 5, 5, 1), np.float32), keepdims=v), "global_max_pool", "keepdims"),
+    (lambda v: shapes.pool_output_size(5, 2, ceil_mode=v), "pool_output_size", "ceil_mode"),
+    (lambda v: shapes.pool_output_shape((1, 5, 5, 1), 2, ceil_mode=v), "pool_output_shape", "ceil_mode"),
+    (lambda v: shapes.global_pool_output_shape((1, 5, 5, 1), keepdims=v), "global_pool_output_shape", "keepdims"),
+])
+def test_pool_flags_must_be_bools(call, name, flag):
+    """ceil_mode='False' ran ceil mode (a non-empty string is truthy); pool_output_size(5, 2, ceil_mode='no') gave 3."""
+    for bad in ("False", "no", 0, 1, None):
+        with pytest.raises(TypeError, match=rf"{name}: {flag} must be a bool, got {bad!r}"):
+            call(bad)
+    np.testing.assert_array_equal(np.shape(call(np.False_)), np.shape(call(False)))   # NumPy bools are bools
+    np.testing.assert_array_equal(np.shape(call(np.True_)), np.shape(call(True)))
+
+
+def test_channel_max_pool_rejects_a_bool_input():
+    """A bool x raised NumPy's 'Invalid integer data type' from jnp.iinfo."""
+    with pytest.raises(TypeError, match=r"channel_max_pool: x has dtype bool; pooling needs a floating or integer"):
+        F.channel_max_pool(np.ones((1, 2, 2, 4), bool), 2)

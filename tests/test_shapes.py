@@ -3,6 +3,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
@@ -133,3 +134,102 @@ def test_conv_transpose_inverts_conv_shape_map(cfg):
     assert up.shape == expected
     down = jax.eval_shape(lambda a, b: F.conv(a, b, **kw), up, k_f)
     assert down.shape == shape
+
+
+# --- review fixes: every formula checks every dimension and scalar argument ------------------------------------
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: shapes.conv_output_shape((1, 28.5, 28, 1), (3, 3, 1, 32)),
+     r"conv_output_shape: input size 28.5 \(axis 1 of input shape \(1, 28.5, 28, 1\)\) must be a positive int"),
+    (lambda: shapes.conv_output_shape((1, 28, 28, 1), (3.0, 3, 1, 32)),
+     r"conv_output_shape: kernel dimension 3.0 \(axis 0 of kernel shape \(3.0, 3, 1, 32\)\) must be a positive int"),
+    (lambda: shapes.conv_output_shape(("x", 28, 28, 1), (3, 3, 1, 32)),
+     r"conv_output_shape: batch size 'x' \(axis 0 of input shape .*\) must be an int >= 0"),
+    (lambda: shapes.conv_output_shape((-1, 28, 28, 1), (3, 3, 1, 32)), r"conv_output_shape: batch size -1"),
+    (lambda: shapes.conv_output_shape((1, 28, 28, 1), (3, 3, 1, 0)), r"kernel dimension 0 \(axis 3 of kernel"),
+    (lambda: shapes.conv_output_shape((1, 1, 28, 28), (3, 3, 3, 2), data_format="NCHW"),
+     r"conv_output_shape: the input has 1 channels"),      # a valid NCHW shape passes the dims, then is used
+    (lambda: shapes.conv_output_shape((1, 0.5, 28, 28), (3, 3, 1, 2), data_format="NCHW"),
+     r"input channels 0.5 \(axis 1 of input shape"),
+    (lambda: shapes.conv_transpose_output_shape((-1, 4, 4, 1), (3, 3, 1, 2)),
+     r"conv_transpose_output_shape: batch size -1"),
+    (lambda: shapes.conv_transpose_output_shape((1, 4, 4, 1), (3, 3, 1, 2.5)),
+     r"conv_transpose_output_shape: kernel dimension 2.5 \(axis 3"),
+    (lambda: shapes.pool_output_shape((-1, 4, 4, 1), 2), r"pool_output_shape: batch size -1"),
+    (lambda: shapes.pool_output_shape((1, 4, 4, 1.0), 2), r"pool_output_shape: input channels 1.0"),
+    (lambda: shapes.global_pool_output_shape((1, 4, 4, 1.5)), r"global_pool_output_shape: input channels 1.5"),
+    (lambda: shapes.global_pool_output_shape((None, 4, 4, 3)), r"global_pool_output_shape: batch size None"),
+    (lambda: shapes.channel_pool_output_shape((1, 4, 4.0, 4), 2), r"channel_pool_output_shape: input size 4.0"),
+    (lambda: shapes.conv_output_shape(28, (3, 3, 1, 32)), r"conv_output_shape: input_shape must be a tuple of ints"),
+])
+def test_shape_formulas_check_every_dimension(call, pattern):
+    """(1, 28.5, 28, 1) gave (1, 26.0, 26, 32); a float kernel size, a string or a -1 batch passed through."""
+    with pytest.raises(ValueError if "tuple of ints" not in pattern else TypeError, match=pattern):
+        call()
+
+
+def test_an_empty_batch_is_a_shape():
+    assert shapes.conv_output_shape((0, 8, 8, 1), (3, 3, 1, 2)) == (0, 6, 6, 2)
+    assert jax.eval_shape(lambda a: F.max_pool(a, 2), jax.ShapeDtypeStruct((0, 4, 4, 1), jnp.float32)).shape == \
+        shapes.pool_output_shape((0, 4, 4, 1), 2) == (0, 2, 2, 1)
+
+
+@pytest.mark.parametrize("args, exc, pattern", [
+    ((3, 0), ValueError, r"effective_kernel_size: dilation=0 must be >= 1\.$"),
+    ((-3, 2), ValueError, r"effective_kernel_size: kernel_size=-3 must be >= 1\.$"),
+    ((3.5, 2), TypeError, r"effective_kernel_size: kernel_size must be an int, got 3.5"),
+    ((3, True), TypeError, r"effective_kernel_size: dilation must be an int, got True"),
+])
+def test_effective_kernel_size_checks_its_arguments(args, exc, pattern):
+    """(3, 0) gave 1, (-3, 2) gave -7, (3.5, 2) gave 6.0; now conv_output_size's messages."""
+    with pytest.raises(exc, match=pattern):
+        shapes.effective_kernel_size(*args)
+    with pytest.raises(exc, match=pattern.replace("effective_kernel_size", "conv_output_size")):
+        shapes.conv_output_size(40, args[0], dilation=args[1])
+
+
+def test_numpy_ints_are_ints_and_bools_are_not():
+    """np.int64(3) is the int 3 everywhere; True/False (and NumPy bools) are not sizes."""
+    got = shapes.conv_output_size(np.int64(28), np.int64(3), np.int32(1), dilation=np.int64(1))
+    assert got == 26 and type(got) is int
+    assert shapes.effective_kernel_size(np.int64(3), np.int16(2)) == 5
+    shape = shapes.conv_output_shape((np.int64(1), 28, 28, np.int64(1)), (np.int64(3), 3, 1, np.int64(32)),
+                                     strides=np.int64(1))
+    assert shape == (1, 26, 26, 32) and all(type(d) is int for d in shape)
+    assert shapes.pool_output_shape((1, 4, 4, 1), np.int64(2)) == (1, 2, 2, 1)
+    assert shapes.conv_params(np.int64(3), np.int64(1), np.int64(32)) == 320
+    assert shapes.dense_params(np.int64(5408), np.int32(128)) == 692352
+    for bad in (True, False, np.True_):
+        with pytest.raises(TypeError, match=r"conv_output_size: kernel_size must be an int"):
+            shapes.conv_output_size(28, bad)
+        with pytest.raises(TypeError, match=r"dense_params: units must be an int"):
+            shapes.dense_params(10, bad)
+        with pytest.raises(ValueError, match=r"conv_output_shape: kernel dimension"):
+            shapes.conv_output_shape((1, 28, 28, 1), (bad, 3, 1, 32))
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    # 'input has rank 4, but a 3-D op needs rank 5' blamed the input for pool_size's extra entry
+    (lambda: shapes.pool_output_shape((1, 4, 4, 1), (2, 2, 2)), ValueError,
+     r"pool_output_shape: pool_size=\(2, 2, 2\) has 3 entries, but the input of shape \(1, 4, 4, 1\) has 2 spatial "
+     r"axes; give one int or 2 ints"),
+    (lambda: shapes.pool_output_shape((1, 4, 1), (2, 2)), ValueError, r"has 2 entries.*has 1 spatial axis;"),
+    # 'dense_params: in_features=(5, 5) has 2 entries, but the input has 1 spatial axis'
+    (lambda: shapes.dense_params((5, 5), 10), TypeError, r"dense_params: in_features must be an int, got \(5, 5\)"),
+    # 'filters=0 must be >= 1 on every axis' for a scalar argument
+    (lambda: shapes.conv_params(3, 3, 0), ValueError, r"conv_params: filters=0 must be >= 1\.$"),
+    (lambda: shapes.conv_params(3, 3, 4, groups=0), ValueError, r"conv_params: groups=0 must be >= 1\.$"),
+    (lambda: shapes.dense_params(0, 10), ValueError, r"dense_params: in_features=0 must be >= 1\.$"),
+    (lambda: shapes.channel_pool_output_shape((1, 2, 2, 4), 0), ValueError,
+     r"channel_pool_output_shape: pool_size=0 must be >= 1\.$"),
+    (lambda: F.channel_max_pool(np.ones((1, 2, 2, 4), np.float32), 2, strides=0), ValueError,
+     r"channel_max_pool: strides=0 must be >= 1\.$"),
+    (lambda: shapes.conv_output_size(28, 3, strides=0), ValueError, r"conv_output_size: strides=0 must be >= 1\.$"),
+    (lambda: shapes.unused_input(3, 5), ValueError, r"^unused_input: kernel 5 .* larger than the padded input 3"),
+    # truth-tested flags of the parameter formulas
+    (lambda: shapes.conv_params(3, 3, 4, use_bias="no"), TypeError, r"conv_params: use_bias must be a bool, got 'no'"),
+    (lambda: shapes.dense_params(3, 4, use_bias=0), TypeError, r"dense_params: use_bias must be a bool, got 0"),
+])
+def test_messages_blame_the_argument_that_is_wrong(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()

@@ -60,6 +60,7 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", dilation=1, groups
     [[12.0, 16.0], [24.0, 28.0]]
     """
     x, kernel, bias = _prepare(x, kernel, bias, _fn)
+    precision = _checks.precision(precision, _fn)
     _checks.rank(kernel, (3, 4, 5), "kernel", _fn,
                  "a kernel is (*kernel_size, in_channels // groups, filters) with 1, 2 or 3 spatial axes")
     n = kernel.ndim - 2
@@ -111,17 +112,16 @@ def conv_transpose(x, kernel, bias=None, *, strides=1, padding="valid", dilation
     """
     fn = "conv_transpose"
     x, kernel, bias = _prepare(x, kernel, bias, fn)
+    precision = _checks.precision(precision, fn)
     _checks.rank(kernel, (3, 4, 5), "kernel", fn, "a kernel is (*kernel_size, in_channels, filters)")
     n = kernel.ndim - 2
     fmt = _args.data_format(data_format, n, fn)
     lhs, rhs = _args.layout_names(fmt, n)
     _checks.rank(x, n + 2, "x", fn, f"a {kernel.shape[:-2]} kernel needs a rank-{n + 2} input ({lhs})")
-    out_shape = shapes.conv_transpose_output_shape(x.shape, kernel.shape, strides, padding, dilation, fmt)
-    strides = _args.as_int_tuple(strides, n, "strides", fn)
-    dilation = _args.as_int_tuple(dilation, n, "dilation", fn)
+    out_shape, strides, dilation, pad, fmt = shapes.conv_transpose_geometry(
+        x.shape, kernel.shape, strides, padding, dilation, fmt, fn=fn)
     spatial_in = [x.shape[a] for a in _args.spatial_axes(fmt, x.ndim)]
     spatial_out = [out_shape[a] for a in _args.spatial_axes(fmt, len(out_shape))]
-    pad = _args.padding(padding, n, fn)
     pads = []
     for axis in range(n):
         k_eff = shapes.effective_kernel_size(kernel.shape[axis], dilation[axis])

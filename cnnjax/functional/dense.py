@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from cnnjax import shapes
 from cnnjax.functional import _checks, random_mask
 
 __all__ = ["dense", "flatten", "dropout"]
@@ -43,14 +44,20 @@ def flatten(x):
 def dropout(x, rate: float, *, rng=None, deterministic: bool = False):
     """Inverted dropout: zero each element with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
 
-    Identity when ``deterministic`` or ``rate == 0``. ``rng`` is a ``jax.random`` key (keyword-only). The mask
+    Identity when ``deterministic`` or ``rate == 0``. ``rate`` is a static number (Python or NumPy, not a jax
+    array); ``x`` must be floating. ``rng`` is a ``jax.random`` key (keyword-only). The mask
     has ``jax.random.bernoulli``'s distribution but comes from a keyed counter hash
     (:func:`cnnjax.functional.random_mask.keep_mask`), about 25x cheaper on CPU.
     """
     fn = "dropout"
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+    value = _checks.host_number(rate, "rate", fn)   # it picks the mask's threshold in Python, before tracing
+    if not 0.0 <= value < 1.0:
         raise ValueError(f"{fn}: rate={rate!r} must be a number in [0, 1) (the fraction of units dropped).")
-    x = jnp.asarray(x)
+    rate = value
+    deterministic = shapes.check_flag(deterministic, "deterministic", fn)
+    x = _checks.floating(x, "x", fn)
+    if rng is not None:
+        _checks.prng_key(rng, "rng", fn)
     if deterministic or rate == 0.0:
         return x
     if rng is None:

@@ -10,8 +10,14 @@ __all__ = ["batch_moments", "batch_norm"]
 
 def batch_moments(x, axes):
     """Mean and (biased) variance over ``axes``, in float32 at least, with the two-pass formula
-    ``mean((x - mean)**2)`` (no cancellation when activations have a large mean)."""
-    x = _checks.floating(x, "x", "batch_moments")
+    ``mean((x - mean)**2)`` (no cancellation when activations have a large mean).
+
+    ``axes``: an int or a sequence of distinct ints in ``[-x.ndim, x.ndim)``, or None for all axes.
+    """
+    fn = "batch_moments"
+    x = _checks.floating(x, "x", fn)
+    if axes is not None:
+        axes = _checks.axes(axes, x.ndim, "axes", fn)
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x32, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=axes)
@@ -25,10 +31,14 @@ def batch_norm(x, mean, var, scale=None, bias=None, *, epsilon: float = 1e-3, ax
     (inside one fused elementwise pass, so a bfloat16 ``x`` costs no extra memory traffic), as
     ``x * m + (bias - mean * m)``: in bfloat16 that folded form would lose everything when ``|mean| * m`` is
     large (a channel with a tiny variance), its 8-bit mantissa leaving an error of ``|mean| * m / 256``.
+
+    ``axis`` must lie in ``[-x.ndim, x.ndim)``; a Python/NumPy ``epsilon`` must be finite and >= 0 (a jax array
+    is used as it is: its value is not read).
     """
     fn = "batch_norm"
     x = _checks.floating(x, "x", fn)
-    axis = axis % x.ndim
+    axis = _checks.axes(axis, x.ndim, "axis", fn)
+    _checks.epsilon(epsilon, fn)
     shape = [1] * x.ndim
     shape[axis] = x.shape[axis]
     for name, value in (("mean", mean), ("var", var), ("scale", scale), ("bias", bias)):

@@ -23,10 +23,6 @@ def _window(x, pool_size, strides, padding, data_format, ceil_mode, fn):
         raise ValueError(
             f"{fn}: x of shape {tuple(x.shape)} has rank {x.ndim}; pooling needs rank 3, 4 or 5 "
             f"(batch, 1-3 spatial axes, channels).")
-    if isinstance(pool_size, (tuple, list)) and len(pool_size) != x.ndim - 2:
-        raise ValueError(
-            f"{fn}: pool_size={pool_size!r} has {len(pool_size)} entries, but x of shape {tuple(x.shape)} has "
-            f"{x.ndim - 2} spatial axes; give one int or {x.ndim - 2} ints.")
     _, window, strides, pairs, extra, fmt = shapes.pool_geometry(
         x.shape, pool_size, strides, padding, data_format, ceil_mode, fn=fn)
     full = lambda spatial, fill: ((fill,) + tuple(spatial) + (fill,) if fmt == "channels_last"
@@ -79,6 +75,7 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
     the padded input, as in PyTorch.
     """
     fn = "avg_pool"
+    count_include_pad = shapes.check_flag(count_include_pad, "count_include_pad", fn)
     x, dims, steps, pads, pairs, extra, fmt = _window(x, pool_size, strides, padding, data_format, ceil_mode, fn)
     x = _checks.floating(x, "x", fn)
     sums = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pads)
@@ -104,6 +101,7 @@ def _global(x, data_format, keepdims, fn, reducer):
         raise ValueError(
             f"{fn}: x of shape {tuple(x.shape)} has rank {x.ndim}; needs rank >= 3 (batch, spatial..., channels).")
     fmt = _args.data_format(data_format, x.ndim - 2, fn)
+    keepdims = shapes.check_flag(keepdims, "keepdims", fn)
     return reducer(x, axis=_args.spatial_axes(fmt, x.ndim), keepdims=keepdims)
 
 
@@ -127,10 +125,9 @@ def channel_max_pool(x, pool_size, strides=None, data_format="channels_last"):
     """
     fn = "channel_max_pool"
     x = jnp.asarray(x)
-    shapes.channel_pool_output_shape(x.shape, pool_size, strides, data_format)
-    fmt = _args.data_format(data_format, x.ndim - 2, fn)
-    (k,) = _args.as_int_tuple(pool_size, 1, "pool_size", fn)
-    (s,) = (k,) if strides is None else _args.as_int_tuple(strides, 1, "strides", fn)
+    _, k, s, fmt = shapes.channel_pool_geometry(x.shape, pool_size, strides, data_format, fn=fn)
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise TypeError(f"{fn}: x has dtype {x.dtype}; pooling needs a floating or integer array.")
     axis = _args.channel_axis(fmt, x.ndim)
     dims = tuple(k if a == axis else 1 for a in range(x.ndim))
     steps = tuple(s if a == axis else 1 for a in range(x.ndim))
