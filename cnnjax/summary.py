@@ -37,7 +37,7 @@ from cnnjax import _args, shapes
 from cnnjax.layers import conv as _conv
 from cnnjax.layers import dense as _dense
 from cnnjax.layers import pool as _pool
-from cnnjax.params import count_params
+from cnnjax.params import check_model, count_params
 
 __all__ = ["summary", "layer_table"]
 
@@ -364,6 +364,7 @@ def layer_table(model: nn.Module, input_shape: Sequence[int], *, dtype=jnp.float
     Each row has ``name``, ``type``, ``output_shape`` (with the batch axis), ``params`` (own trainable and
     non-trainable), ``shape_formula``, ``param_formula``, ``receptive_field``, ``jump`` and ``note``.
     """
+    check_model("layer_table", model)
     input_shape = _check_input_shape(input_shape)
     started, finished, variables, x = _trace(model, input_shape, dtype)
     _receptive_fields(finished, x, input_shape)
@@ -427,6 +428,7 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, formulas: bool = Fa
       The table as a string (print it). Parameters: ``Total = Trainable + Non-trainable``; trainable are the
       ``"params"`` collection, non-trainable every other (e.g. ``"batch_stats"``).
     """
+    check_model("summary", model)
     table = layer_table(model, input_shape, dtype=dtype)
     header = ["Layer (type)", "Output Shape", "Param #"]
     body = [[f"{row['name']} ({row['type']})", row["output"], _fmt_int(row["trainable"] + row["non_trainable"])]

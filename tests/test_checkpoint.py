@@ -103,3 +103,18 @@ def test_sigkill_at_random_step_then_resume_is_bit_identical(tmp_path):
     assert resumed["params"] == straight["params"]          # bit for bit (exact float equality)
     assert resumed["opt"] == straight["opt"]
     assert resumed["history"]["loss"] == pytest.approx(straight["history"]["loss"], rel=1e-6)
+
+
+def test_a_folder_with_checkpoints_without_resume_fails_before_training(tmp_path):
+    """orbax refused the first save (StepAlreadyExistsError) after a whole epoch of training: work lost."""
+    x, y = toy_data(32)
+    kw = dict(epochs=1, batch_size=16, progress=False, loop="step", checkpoint_dir=str(tmp_path))
+    fit(TinyCNN(), (x, y), **kw)
+    before = sorted(os.listdir(tmp_path))
+    seen = []
+    with pytest.raises(ValueError, match=r"fit: checkpoint_dir '.*' already holds checkpoints \(last step 2\); pass "
+                                         r"resume=True to continue, or choose an empty folder"):
+        fit(TinyCNN(), (x, y), on_epoch_end=seen.append, **kw)
+    assert not seen and sorted(os.listdir(tmp_path)) == before
+    _, hist = fit(TinyCNN(), (x, y), resume=True, **kw)          # the folder is still usable
+    assert hist["epoch"] == [1]

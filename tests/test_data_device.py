@@ -110,6 +110,51 @@ def test_whole_epoch_in_one_jit_is_reproducible():
     assert float(epoch(jax.random.key(1))) != float(epoch(jax.random.key(2)))
 
 
+def test_to_float_takes_uint8_only():
+    """Float images were divided by 255 a second time (ones became 0.0039)."""
+    with pytest.raises(TypeError, match=r"to_float: images have dtype float32, but to_float takes uint8 images "
+                                        r"\(0\.\.255\) and divides them by 255"):
+        to_float(jnp.ones((1, 1, 1, 3)))
+    with pytest.raises(TypeError, match=r"images have dtype int32"):
+        to_float(jnp.ones((1, 1, 1, 3), jnp.int32), mean=(0.5,) * 3, std=(0.2,) * 3)
+
+
+def test_to_float_std_must_be_positive_per_channel():
+    u8 = jnp.ones((1, 2, 2, 3), jnp.uint8)
+    for std in [(0.0, 0.2, 0.2), (0.2, -0.1, 0.2), np.array([0.2, np.nan, 0.2]), (0.2, 0.2, float("inf"))]:
+        with pytest.raises(ValueError, match=r"to_float: std=.* must be a finite number > 0 per channel"):
+            to_float(u8, mean=(0.5, 0.5, 0.5), std=std)
+    with pytest.raises(ValueError, match=r"to_float: mean=.* must be finite per channel"):
+        to_float(u8, mean=(0.5, float("nan"), 0.5))
+    # a std given as a (traced) jax array is not read: no check, no error, and it still works under jit
+    out = jax.jit(lambda s: to_float(u8, (0.5, 0.5, 0.5), s))(jnp.array([0.25, 0.25, 0.25]))
+    np.testing.assert_allclose(out, (1 / 255 - 0.5) / 0.25, rtol=1e-5)
+
+
+def test_random_crop_flip_pad_must_be_smaller_than_the_image():
+    """pad >= the image size gave crops of padding only (blank images)."""
+    x = jnp.ones((2, 8, 6, 1))
+    with pytest.raises(ValueError, match=r"random_crop_flip: pad=100 must be smaller than the image size 6 "
+                                         r"\(images 8x6\)"):
+        random_crop_flip(jax.random.key(0), x, pad=100)
+    with pytest.raises(ValueError, match=r"pad=6 must be smaller than the image size 6"):
+        random_crop_flip(jax.random.key(0), x, pad=6)
+    assert random_crop_flip(jax.random.key(0), x, pad=5).shape == x.shape
+
+
+def test_an_int_key_is_refused_naming_the_key_constructors():
+    images, labels = jnp.zeros((8, 4, 4, 1), jnp.uint8), jnp.zeros((8,), jnp.int32)
+    match = r"key must be a key from jax\.random\.key\(\.\.\.\) or jax\.random\.PRNGKey\(\.\.\.\), got int 0"
+    with pytest.raises(TypeError, match="epoch_batches: " + match):
+        epoch_batches(0, images, labels, 4)
+    with pytest.raises(TypeError, match="random_crop_flip: " + match):
+        random_crop_flip(0, images, pad=1)
+    with pytest.raises(TypeError, match=r"epoch_batches: key must be a key from.*got a jax Array of dtype int32"):
+        epoch_batches(jnp.array([0, 1]), images, labels, 4)
+    xs, _ = epoch_batches(jax.random.PRNGKey(0), images, labels, 4)      # raw uint32 keys stay valid
+    assert xs.shape == (2, 4, 4, 4, 1)
+
+
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 

@@ -261,6 +261,37 @@ def test_bad_configurations_raise_clear_errors_at_init(layer, shape, exc, match)
         layer.init(KEY, jnp.zeros(shape))
 
 
+def test_sequential_names_a_member_that_is_not_a_layer():
+    with pytest.raises(TypeError, match=r"Sequential: layer 1 is int 5, not a layer \(a flax Module or a callable\)"):
+        L.Sequential([L.Dense(3), 5]).init(KEY, jnp.ones((2, 3)))
+    _, y = _init_apply(L.Sequential([L.Dense(3), jax.nn.relu]), jnp.ones((2, 3)))     # functions stay layers
+    assert y.shape == (2, 3)
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (L.Conv2D(4, 3, dtype="float33"), (1, 5, 5, 1)),
+    (L.DepthwiseConv2D(3, dtype="float33"), (1, 5, 5, 1)),
+    (L.Conv2DTranspose(4, 3, dtype="float33"), (1, 5, 5, 1)),
+    (L.Dense(3, dtype="float33"), (1, 4)),
+])
+def test_a_dtype_that_is_not_a_dtype_names_the_layer(layer, shape):
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"^{name}: dtype='float33' is not a dtype; use e\.g\. 'float32', "
+                                         r"'bfloat16' or 'float16'\."):
+        layer.init(KEY, jnp.zeros(shape))
+    with pytest.raises(ValueError, match=rf"^{name}: dtype='int32' is not a floating-point dtype"):
+        layer.clone(dtype="int32").init(KEY, jnp.zeros(shape))
+    with pytest.raises(ValueError, match=r"^Conv2D: dtype='float33'"):         # inside a Sequential too
+        L.Sequential([L.Conv2D(4, 3, dtype="float33")]).init(KEY, jnp.zeros((1, 5, 5, 1)))
+
+
+@pytest.mark.parametrize("epsilon", [-1.0, 0.0, float("nan"), "1e-3"])
+def test_batch_norm_epsilon_must_be_positive(epsilon):
+    """epsilon=-1 gave NaN outputs: sqrt(var - 1) of a variance below 1."""
+    with pytest.raises(ValueError, match=r"BatchNormalization: epsilon=.* must be a finite number > 0"):
+        L.BatchNormalization(epsilon=epsilon).init(KEY, jnp.ones((2, 3)))
+
+
 def test_uint8_input_gets_the_functional_type_error():
     with pytest.raises(TypeError, match=r"uint8.*astype"):
         L.Conv2D(2, 3).init(KEY, jnp.zeros((1, 5, 5, 1), jnp.uint8))

@@ -164,6 +164,28 @@ def test_count_params():
     assert cnnjax.count_params({}) == 0
 
 
+def test_count_params_refuses_a_module_and_none():
+    """A Module is a pytree of one leaf (it counted 1); None has no leaves (it counted 0)."""
+    with pytest.raises(TypeError, match=r"count_params: got a flax Module; pass its params "
+                                        r"\(variables\[\"params\"\] from model\.init\(\.\.\.\)\)"):
+        cnnjax.count_params(L.Sequential([L.Dense(3)]))
+    with pytest.raises(TypeError, match=r"count_params: got None"):
+        cnnjax.count_params(None)
+    with pytest.raises(TypeError, match=r"count_params: the leaf at \['kernel'\] is str"):
+        cnnjax.count_params({"kernel": "zeros"})
+    variables = L.Dense(3).init(jax.random.key(0), jnp.zeros((1, 4)))
+    assert cnnjax.count_params(variables["params"]) == cnnjax.count_params(variables) == 4 * 3 + 3
+    assert cnnjax.count_params(jax.eval_shape(lambda: variables)) == 15 and cnnjax.count_params(2.0) == 1
+
+
+def test_summary_of_a_model_name_points_to_models_get():
+    with pytest.raises(TypeError, match=r"summary: model must be a flax Module, got str 'mnist_cnn'; use "
+                                        r"cnnjax\.models\.get\('mnist_cnn'\)"):
+        cnnjax.summary("mnist_cnn", (28, 28, 1))
+    with pytest.raises(TypeError, match=r"layer_table: model must be a flax Module .*, got int\."):
+        layer_table(3, (28, 28, 1))
+
+
 @pytest.mark.parametrize("shape", [(), (28, 0, 1), "28x28", (1, 28, 28, 1.0)])
 def test_bad_input_shape(shape):
     with pytest.raises(ValueError, match=r"summary: input_shape="):

@@ -314,3 +314,111 @@ def test_validation_images_of_another_size_where_the_model_takes_any_size():
     _, history = fit(_GlobalPoolNet(), (x, y), epochs=1, batch_size=16, progress=False, loop="step",
                      validation_data=(other, other_y))
     assert len(history["val_accuracy"]) == 1
+
+
+# ---------------------------------------------------------------- bad input: clear errors before any work
+def test_float_images_must_be_in_unit_range():
+    """Only uint8 images are divided by 255: float images in 0..255 trained silently on a 255x input."""
+    x, y = toy_data(32)
+    with pytest.raises(ValueError, match=r"fit: data images are float32 with values up to 255, but float images "
+                                         r"must be in \[0, 1\].*pass uint8 images or divide these by 255"):
+        fit(TinyCNN(), (x * 255, y), epochs=1, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match=r"fit: validation_data images are float32 with values up to 255"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data=(x * 255, y))
+    with pytest.raises(TypeError, match=r"fit: data images have dtype int32; pass uint8 images"):
+        fit(TinyCNN(), (np.round(x * 255).astype(np.int32), y), epochs=1, batch_size=16, progress=False)
+    state, _ = fit(TinyCNN(), (np.round(x * 255).astype(np.uint8), y), epochs=1, batch_size=16, progress=False,
+                   loop="step")
+    with pytest.raises(ValueError, match=r"evaluate: data images are float32 with values up to 255"):
+        evaluate(TinyCNN(), state, (x * 255, y))
+    assert 0 <= evaluate(TinyCNN(), state, (np.minimum(x * (1 + 1e-7), 1.0), y))["accuracy"] <= 1
+
+
+def test_create_state_refuses_an_int_key():
+    with pytest.raises(TypeError, match=r"create_state: key must be a key from jax\.random\.key\(\.\.\.\) or "
+                                        r"jax\.random\.PRNGKey\(\.\.\.\), got int 0"):
+        create_state(TinyCNN(), optax.sgd(0.1), input_shape=(8, 8, 1), key=0)
+    typed = create_state(TinyCNN(), optax.sgd(0.1), input_shape=(8, 8, 1), key=jax.random.key(0))
+    assert typed.params["Dense_0"]["kernel"].shape == (8 * 8 * 4, 3)
+
+
+@pytest.mark.parametrize("seed, match", [(-1, "seed must be an int >= 0, got -1"),
+                                         (1.5, "seed must be an int >= 0, got 1.5"),
+                                         (2 ** 32, r"seed=4294967296 must be < 2\*\*32.*the weights of seed 0")])
+def test_fit_seed_must_be_a_non_negative_int(seed, match):
+    x, y = toy_data(32)
+    with pytest.raises(ValueError, match="fit: " + match):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, seed=seed)
+
+
+def test_empty_data_and_zero_eval_batch_size_are_named():
+    x, y = toy_data(32)
+    with pytest.raises(ValueError, match=r"fit: eval_batch_size must be an int >= 1, got 0"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data=(x, y), eval_batch_size=0)
+    with pytest.raises(ValueError, match=r"^fit: data has 0 training examples\.$"):
+        fit(TinyCNN(), (x[:0], y[:0]), epochs=1, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"fit: validation_data has 0 examples"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data=(x[:0], y[:0]))
+    state = create_state(TinyCNN(), optax.sgd(0.1), input_shape=(8, 8, 1), key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"evaluate: data has 0 examples"):
+        evaluate(TinyCNN(), state, (x[:0], y[:0]))
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "create_state"])
+def test_a_model_name_instead_of_a_model_points_to_models_get(call):
+    x, y = toy_data(32)
+    state = create_state(TinyCNN(), optax.sgd(0.1), input_shape=(8, 8, 1), key=jax.random.PRNGKey(0))
+    run = {"fit": lambda m: fit(m, (x, y), epochs=1, batch_size=16, progress=False),
+           "evaluate": lambda m: evaluate(m, state, (x, y)),
+           "create_state": lambda m: create_state(m, optax.sgd(0.1), input_shape=(8, 8, 1),
+                                                  key=jax.random.PRNGKey(0))}[call]
+    with pytest.raises(TypeError, match=rf"{call}: model must be a flax Module, got str 'mnist_cnn'; use "
+                                        r"cnnjax\.models\.get\('mnist_cnn'\)"):
+        run("mnist_cnn")
+    with pytest.raises(TypeError, match=rf"{call}: model must be a flax Module, got the class TinyCNN"):
+        run(TinyCNN)
+
+
+def test_evaluate_refuses_a_variables_dict_as_state():
+    x, y = toy_data(32)
+    state = create_state(TinyCNN(), optax.sgd(0.1), input_shape=(8, 8, 1), key=jax.random.PRNGKey(0))
+    with pytest.raises(TypeError, match=r"evaluate: state must be a TrainState \(from create_state or fit\), got "
+                                        r"dict\. For bare variables, wrap them: TrainState\("):
+        evaluate(TinyCNN(), {"params": state.params}, (x, y))
+    from cnnjax.train import TrainState     # the wrapping the message shows works
+    wrapped = TrainState(step=np.int32(0), params=state.params, opt_state=None, batch_stats={}, rng=None)
+    assert evaluate(TinyCNN(), wrapped, (x, y)) == evaluate(TinyCNN(), state, (x, y))
+
+
+def test_a_data_dict_without_images_and_labels_names_its_keys():
+    x, y = toy_data(32)
+    with pytest.raises(ValueError, match=r"fit: a data dict needs keys 'images' and 'labels', got \['x', 'y'\]"):
+        fit(TinyCNN(), {"x": x, "y": y}, epochs=1, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match=r"fit: a validation_data dict needs keys 'images' and 'labels', got "
+                                         r"\['images'\]"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, validation_data={"images": x})
+
+
+def test_numpy_scalars_are_numbers_and_other_types_are_named(tmp_path):
+    x, y = toy_data(32)
+    _, hist = fit(TinyCNN(), (x, y), optimizer="sgd", learning_rate=np.float32(0.1), momentum=np.float32(0.9),
+                  weight_decay=np.float32(1e-4), label_smoothing=np.float64(0.1), epochs=np.int64(1),
+                  batch_size=np.int64(16), seed=np.int64(3), keep=np.int32(2), checkpoint_dir=str(tmp_path),
+                  learning_rates=[np.float32(0.1), 0.05], progress=False, loop="step")
+    assert len(hist["loss_members"][0]) == 2
+    for value, got in [("0.1", "str '0.1'"), (True, "bool True"),
+                       (jnp.float32(0.1), r"a jax Array of dtype float32 and shape \(\)")]:
+        with pytest.raises(TypeError, match=rf"fit: learning_rate must be a Python or NumPy number \(a static "
+                                            rf"value\), got {got}"):
+            fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, learning_rate=value)
+    with pytest.raises(TypeError, match=r"make_optimizer: momentum must be a Python or NumPy number .*got str '0.9'"):
+        make_optimizer("sgd", 0.1, momentum="0.9")
+    with pytest.raises(TypeError, match=r"fit: label_smoothing must be a Python or NumPy number .*got str"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, label_smoothing="0.1")
+    assert make_schedule("cosine", np.float32(0.5), total_steps=np.int64(10), warmup_steps=np.int64(2))(2) == 0.5
+
+
+def test_fit_keep_is_named_as_the_fit_argument(tmp_path):
+    x, y = toy_data(32)
+    with pytest.raises(ValueError, match=r"^fit: keep must be an int >= 1, got 0\.$"):
+        fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, checkpoint_dir=str(tmp_path), keep=0)

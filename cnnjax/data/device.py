@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from cnnjax.functional._checks import prng_key
 
 
 def check_batch_size(batch_size, split_size: int, *, where: str) -> int:
@@ -39,6 +42,7 @@ def epoch_batches(key: jax.Array, images: jax.Array, labels: jax.Array, batch_si
     permutation are dropped); batch i holds examples perm[i*batch_size:(i+1)*batch_size].
     images (n, ...) and labels (n,) -> (images (steps, batch_size, ...), labels (steps, batch_size)).
     """
+    prng_key(key, "key", "epoch_batches")
     n = images.shape[0]
     if labels.shape[:1] != (n,):
         raise ValueError(
@@ -51,17 +55,27 @@ def epoch_batches(key: jax.Array, images: jax.Array, labels: jax.Array, batch_si
 
 
 def to_float(images: jax.Array, mean=None, std=None, dtype=jnp.float32, *, channel_axis: int = -1) -> jax.Array:
-    """x = images / 255 in `dtype`, then, if given, (x - mean) / std per channel.
+    """x = images / 255 in `dtype`, then, if given, (x - mean) / std per channel; `images` must be uint8
+    (TypeError otherwise: float images would be divided by 255 again).
 
     mean and std are sequences of length c (the size of `channel_axis`, the last axis for NHWC), on the [0, 1]
     scale, e.g. MNIST mean (0.1307,) std (0.3081,). Shape is unchanged. Computed as x_u8 * scale + shift with
     scale = 1 / (255 std), shift = -mean / std (equal to the formula up to float rounding).
     """
+    if images.dtype != jnp.uint8:
+        raise TypeError(f"to_float: images have dtype {images.dtype}, but to_float takes uint8 images (0..255) and "
+                        "divides them by 255; pass uint8 images (e.g. from load(..., as_uint8=True)), or normalise "
+                        "float images in [0, 1] directly as (x - mean) / std.")
     x = images.astype(dtype)
     if mean is None and std is None:
         return x / jnp.asarray(255, dtype)
     axis = channel_axis % images.ndim
     c = images.shape[axis]
+    host_mean, host_std = _static(mean), _static(std)
+    if host_std is not None and not (np.isfinite(host_std) & (host_std > 0)).all():
+        raise ValueError(f"to_float: std={std!r} must be a finite number > 0 per channel (it divides).")
+    if host_mean is not None and not np.isfinite(host_mean).all():
+        raise ValueError(f"to_float: mean={mean!r} must be finite per channel.")
     mean = jnp.zeros((c,), dtype) if mean is None else jnp.asarray(mean, dtype)
     std = jnp.ones((c,), dtype) if std is None else jnp.asarray(std, dtype)
     if mean.shape != (c,) or std.shape != (c,):
@@ -82,6 +96,18 @@ def to_float(images: jax.Array, mean=None, std=None, dtype=jnp.float32, *, chann
     return (flat * spread(1 / (255 * std)) + spread(-mean / std)).reshape(images.shape)
 
 
+def _static(values) -> np.ndarray | None:
+    """`values` as float64 where they are host values (a NumPy array, a number or a sequence of Python / NumPy
+    numbers), else None: jax arrays, traced or not, are left unread."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64)
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(values, numbers) or (isinstance(values, (tuple, list)) and all(isinstance(v, numbers)
+                                                                                 for v in values)):
+        return np.asarray(values, np.float64)
+    return None
+
+
 def random_crop_flip(key: jax.Array, images: jax.Array, *, pad: int = 4, flip: bool = True) -> jax.Array:
     """CIFAR-style augmentation of an NHWC batch (n, h, w, c), any dtype; returns the same shape and dtype.
 
@@ -93,7 +119,11 @@ def random_crop_flip(key: jax.Array, images: jax.Array, *, pad: int = 4, flip: b
         raise ValueError(f"random_crop_flip: images must be an NHWC batch (n, h, w, c), got shape {images.shape}.")
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
         raise ValueError(f"random_crop_flip: pad={pad!r}; it must be an int >= 0.")
+    prng_key(key, "key", "random_crop_flip")
     n, h, w, c = images.shape
+    if pad and pad >= min(h, w):
+        raise ValueError(f"random_crop_flip: pad={pad} must be smaller than the image size {min(h, w)} (images "
+                         f"{h}x{w}): with pad >= the size, some crops hold no pixel of the image, only padding.")
     key_crop, key_flip = jax.random.split(key)
     out = images
     if pad:

@@ -44,13 +44,30 @@ def check_rank(x, n: int, layer: str, data_format: str = "channels_last") -> str
     return fmt
 
 
-def cast(x, *params, dtype: Any) -> Tuple[Any, ...]:
+def compute_dtype(value: Any, layer: str) -> Any:
+    """``value`` (None, or a floating dtype or its name) as a dtype, else ValueError naming the layer."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise ValueError(f"{layer}: dtype={value!r} is not a dtype; use e.g. 'float32', 'bfloat16' or "
+                         "'float16'.") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{layer}: dtype={value!r} is not a floating-point dtype; use e.g. 'float32', 'bfloat16' "
+                         "or 'float16'.")
+    return dtype
+
+
+def cast(x, *params, dtype: Any, layer: str) -> Tuple[Any, ...]:
     """Casts a floating input and the layer's parameters to the computation dtype.
 
     ``dtype=None`` promotes (float32 params with a bfloat16 input compute in float32); ``dtype=jnp.bfloat16``
     computes in bfloat16 while the parameters stay stored in ``param_dtype``. A non-floating input is passed on
     unchanged so that :mod:`cnnjax.functional` raises its TypeError (e.g. uint8 images not yet scaled).
+    A ``dtype`` that is not a floating dtype raises ValueError naming ``layer``.
     """
+    dtype = compute_dtype(dtype, layer)
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         return (x, *params)
     return tuple(promote_dtype(x, *params, dtype=dtype))

@@ -67,7 +67,7 @@ class _Conv(nn.Module):
         shape = self._kernel_shape(in_channels)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
         bias = self.param("bias", self.bias_init, shape[-1:], self.param_dtype) if self.use_bias else None
-        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = getattr(F, self._op)(x, kernel, bias, strides=self.strides, padding=self.padding,
                                  dilation=self.dilation_rate, groups=self.groups, data_format=self.data_format)
         return act(y)
@@ -131,7 +131,7 @@ class DepthwiseConv2D(nn.Module):
         filters = in_channels * multiplier
         kernel = self.param("kernel", self.kernel_init, (*ksize, 1, filters), self.param_dtype)
         bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if self.use_bias else None
-        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = F.conv2d(x, kernel, bias, strides=self.strides, padding=self.padding, dilation=self.dilation_rate,
                      groups=in_channels, data_format=self.data_format)
         return act(y)
@@ -170,7 +170,7 @@ class _ConvTranspose(nn.Module):
         ksize = _args.as_int_tuple(self.kernel_size, self._rank, "kernel_size", layer)
         kernel = self.param("kernel", self.kernel_init, (*ksize, in_channels, filters), self.param_dtype)
         bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if self.use_bias else None
-        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = F.conv_transpose(x, kernel, bias, strides=self.strides, padding=self.padding,
                              dilation=self.dilation_rate, data_format=self.data_format)
         return act(y)

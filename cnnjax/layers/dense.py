@@ -39,7 +39,7 @@ class Dense(nn.Module):
             raise ValueError(f"{layer}: input is a scalar; it needs at least one (feature) axis.")
         kernel = self.param("kernel", self.kernel_init, (jnp.shape(x)[-1], units), self.param_dtype)
         bias = self.param("bias", self.bias_init, (units,), self.param_dtype) if self.use_bias else None
-        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         return act(F.dense(x, kernel, bias))
 
 

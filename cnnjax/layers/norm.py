@@ -1,10 +1,12 @@
 """Batch normalisation: a Keras-style Flax wrapper of :func:`cnnjax.functional.batch_norm`."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from cnnjax import functional as F
 
@@ -48,6 +50,10 @@ class BatchNormalization(nn.Module):
                 f"use the channel axis (-1 for channels_last, 1 for channels_first).")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"{layer}: momentum={self.momentum!r} must lie in [0, 1), e.g. 0.99 (Keras) or 0.9.")
+        if (isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float, np.integer, np.floating))
+                or not 0.0 < self.epsilon < math.inf):
+            raise ValueError(f"{layer}: epsilon={self.epsilon!r} must be a finite number > 0 (it keeps "
+                             "sqrt(var + epsilon) away from 0), e.g. 1e-3 (Keras) or 1e-5.")
         axis = self.axis % ndim
         channels = jnp.shape(x)[axis]
         stat_dtype = jnp.promote_types(jnp.result_type(x), jnp.float32)

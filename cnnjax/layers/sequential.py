@@ -37,6 +37,10 @@ class Sequential(nn.Module):
     def __call__(self, x, train: bool = False):
         if not isinstance(self.layers, (list, tuple)) or not self.layers:
             raise ValueError(f"Sequential: layers must be a non-empty list of layers, got {self.layers!r}.")
+        for i, layer in enumerate(self.layers):
+            if not callable(layer):
+                raise TypeError(f"Sequential: layer {i} is {type(layer).__name__} {layer!r}, not a layer (a flax "
+                                "Module or a callable).")
         for layer in self.layers:
             x = layer(x, train=train) if takes_train(layer) else layer(x)
         return x

@@ -41,15 +41,17 @@ import jaxlib
 import numpy as np
 import optax
 
+from cnnjax.params import check_model
+
 from . import compile_options as _compile_options
 from . import loop_choice
 from . import progress as _progress
 from .checkpoint import Checkpointer
 from .ensemble import create_ensemble, with_update_scale
 from .host_memory import keep_freed_memory
-from .optim import make_optimizer
+from .optim import check_number, make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
-from .state import create_state
+from .state import TrainState, create_state
 
 LOOPS = ("auto", "scan", "step", "unroll")
 
@@ -58,10 +60,13 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-def as_arrays(data, *, fn: str = "fit", arg: str = "data"):
-    """(images [N,H,W,C], labels int [N]) from a tuple, a dict or an object with .images and .labels."""
+def as_arrays(data, *, fn: str = "fit", arg: str = "data", examples: str = "examples"):
+    """(images [N,H,W,C], labels int [N]) from a tuple, a dict or an object with .images and .labels; N >= 1, the
+    images uint8 or float in [0, 1] (`_check_image_range`)."""
     if isinstance(data, dict):
-        images, labels = data.get("images"), data.get("labels")
+        if "images" not in data or "labels" not in data:
+            raise ValueError(f"{fn}: a {arg} dict needs keys 'images' and 'labels', got {list(data)}.")
+        images, labels = data["images"], data["labels"]
     elif hasattr(data, "images") and hasattr(data, "labels"):
         images, labels = data.images, data.labels
     elif isinstance(data, (tuple, list)) and len(data) == 2:
@@ -73,14 +78,32 @@ def as_arrays(data, *, fn: str = "fit", arg: str = "data"):
     if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"{fn}: {arg} needs images [N, H, W, C] and labels [N]; got shapes "
                          f"{images.shape} and {labels.shape}.")
+    if not len(images):
+        raise ValueError(f"{fn}: {arg} has 0 {examples}.")
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"{fn}: {arg} labels must be integer class ids, got dtype {labels.dtype}.")
+    _check_image_range(fn, arg, images)
     return images, labels.astype(np.int32)
 
 
+def _check_image_range(fn, arg, images: np.ndarray) -> None:
+    """The steps divide uint8 images by 255 and take float images as they are (`steps.prepare_images`), so float
+    images must already be in [0, 1]: ValueError where they look like 0..255 (one max over the host array), and
+    TypeError for other dtypes (int images would reach the model unscaled)."""
+    if images.dtype == np.uint8:
+        return
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        raise TypeError(f"{fn}: {arg} images have dtype {images.dtype}; pass uint8 images (0..255, divided by 255 "
+                        "in the step) or float images in [0, 1].")
+    top = float(np.max(images))
+    if top > 1.0 + 1e-6:       # NaN compares False: non-finite inputs are NonFiniteLossError's to report
+        raise ValueError(f"{fn}: {arg} images are {images.dtype} with values up to {top:.6g}, but float images "
+                         "must be in [0, 1] (they are used as they are; only uint8 images are divided by 255); "
+                         "pass uint8 images or divide these by 255.")
+
+
 def _check_label_smoothing(fn, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0.0 <= value < 1.0:
+    if not 0.0 <= check_number(fn, "label_smoothing", value) < 1.0:
         raise ValueError(f"{fn}: label_smoothing={value!r} must be a number in [0, 1), e.g. 0.1.")
 
 
@@ -133,9 +156,20 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _check_int(fn, name, value, minimum=1):
+def _check_int(fn, name, value, minimum=1) -> int:
+    """`value` as a Python int (NumPy integers accepted) where it is >= `minimum`, else ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _check_state(fn, state) -> None:
+    if not isinstance(state, TrainState):
+        hint = (" For bare variables, wrap them: TrainState(step=np.int32(0), params=variables['params'], "
+                "opt_state=None, batch_stats=variables.get('batch_stats', {}), rng=None)."
+                if isinstance(state, dict) else "")
+        raise TypeError(f"{fn}: state must be a TrainState (from create_state or fit), got "
+                        f"{type(state).__name__}.{hint}")
 
 
 def evaluate_with(strategy: Strategy, placed_state, images, labels, *, batch_size: int = 1000) -> dict:
@@ -159,6 +193,8 @@ def evaluate_with(strategy: Strategy, placed_state, images, labels, *, batch_siz
 def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_smoothing: float = 0.0,
              parallel: str = "none") -> dict[str, float]:
     """{"loss", "accuracy"} of `model` with `state` (params and batch_stats) on `data`, in inference mode."""
+    check_model("evaluate", model)
+    _check_state("evaluate", state)
     images, labels = as_arrays(data, fn="evaluate")
     _check_int("evaluate", "batch_size", batch_size)
     _check_label_smoothing("evaluate", label_smoothing)
@@ -212,7 +248,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
-    data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict or a Split.
+    data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
+    and "labels", or a Split; float images above 1 (0..255 left unscaled) are a ValueError.
     optimizer: a name from `optim.OPTIMIZERS` (built with `learning_rate`, `schedule`, `warmup_steps`,
     `momentum`, `nesterov`, `weight_decay`; schedules span ``epochs * (N // batch_size)`` steps) or any
     ``optax.GradientTransformation``.
@@ -222,21 +259,30 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     ensemble / learning_rates: train N members at once with `vmap` (seeds differ; or member i uses
     learning_rates[i]); the returned state has a leading member axis.
     checkpoint_dir: save every `checkpoint_every` steps and at each epoch end, keep the last `keep`;
-    resume=True continues from the latest checkpoint (params, optimizer, step, rng, data position).
+    resume=True continues from the latest checkpoint (params, optimizer, step, rng, data position); without it, a
+    checkpoint_dir that already holds checkpoints is a ValueError (before any training).
     meta: extra JSON-able facts stored with checkpoints and required to match on resume (e.g. model name);
     notes: JSON-able facts stored with checkpoints and not checked (e.g. the command line).
     history: dict of per-epoch lists: "epoch", "loss" and "accuracy" (means over the epoch's training steps),
     "images_per_s" (training images / wall seconds of the epoch's steps; the first epoch includes compilation),
     "seconds" and, with validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
     """
-    images, labels = as_arrays(data)
+    check_model("fit", model)
+    images, labels = as_arrays(data, examples="training examples")
     n = len(images)
-    _check_int("fit", "epochs", epochs)
-    _check_int("fit", "batch_size", batch_size)
-    _check_int("fit", "ensemble", ensemble)
-    _check_int("fit", "log_every", log_every)
+    epochs = _check_int("fit", "epochs", epochs)
+    batch_size = _check_int("fit", "batch_size", batch_size)
+    ensemble = _check_int("fit", "ensemble", ensemble)
+    log_every = _check_int("fit", "log_every", log_every)
+    eval_batch_size = _check_int("fit", "eval_batch_size", eval_batch_size)
+    keep = _check_int("fit", "keep", keep)
+    seed = _check_int("fit", "seed", seed, minimum=0)
+    if seed >= 2 ** 32:
+        raise ValueError(f"fit: seed={seed} must be < 2**32: jax.random.PRNGKey keeps its low 32 bits, so it would "
+                         f"give the weights of seed {seed % 2 ** 32}.")
+    check_number("fit", "learning_rate", learning_rate)
     if checkpoint_every is not None:
-        _check_int("fit", "checkpoint_every", checkpoint_every)
+        checkpoint_every = _check_int("fit", "checkpoint_every", checkpoint_every)
     if batch_size > n:
         raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} training examples; "
                          f"use batch_size <= {n}.")
@@ -245,7 +291,9 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if resume and checkpoint_dir is None:
         raise ValueError("fit: resume=True needs a checkpoint_dir.")
     if learning_rates is not None:
-        learning_rates = [float(lr) for lr in learning_rates]
+        if not isinstance(learning_rates, (list, tuple, np.ndarray)):
+            raise TypeError(f"fit: learning_rates must be a list of numbers, got {type(learning_rates).__name__}.")
+        learning_rates = [check_number("fit", "learning_rates", lr) for lr in learning_rates]
         if not learning_rates or any(not (lr > 0 and math.isfinite(lr)) for lr in learning_rates):
             raise ValueError(f"fit: learning_rates must be positive numbers, got {learning_rates!r}.")
         if ensemble not in (1, len(learning_rates)):
@@ -295,6 +343,11 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
                          f"parallel={parallel!r}; use a multiple of {strategy.n_devices}.")
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=keep) if checkpoint_dir is not None else None
+    if ckpt is not None and not resume and ckpt.latest_step() is not None:
+        last = ckpt.latest_step()     # orbax would refuse the first save (StepAlreadyExistsError), an epoch late
+        ckpt.close()
+        raise ValueError(f"fit: checkpoint_dir {checkpoint_dir!r} already holds checkpoints (last step {last}); "
+                         "pass resume=True to continue, or choose an empty folder.")
 
     init_key = jax.random.PRNGKey(seed)
     input_shape = tuple(int(d) for d in images.shape[1:])

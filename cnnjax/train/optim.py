@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optax
+
+from cnnjax.functional._checks import host_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
 
 
+def check_number(fn, name, value) -> float:
+    """`value` as a float where it is a real number (a Python or NumPy scalar, not a bool), else TypeError naming
+    `fn`, `name` and the type: a string, a bool or a jax array is a caller's mistake, not a number to round."""
+    return host_number(value, name, fn)
+
+
 def _check_positive(fn, name, value, *, allow_zero=False):
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
+    value = check_number(fn, name, value)
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         rule = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{fn}: {name} must be a finite number {rule}, got {value!r}.")
 
@@ -35,9 +44,10 @@ def make_schedule(name: str, learning_rate: float, *, total_steps: int | None = 
     _check_positive("make_schedule", "learning_rate", learning_rate)
     if name not in SCHEDULES:
         raise ValueError(f"make_schedule: unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}.")
-    if not isinstance(warmup_steps, int) or warmup_steps < 0:
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
         raise ValueError(f"make_schedule: warmup_steps must be an int >= 0, got {warmup_steps!r}.")
-    if name != "constant" and (not isinstance(total_steps, int) or total_steps <= warmup_steps):
+    if name != "constant" and (isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer))
+                               or total_steps <= warmup_steps):
         raise ValueError(f"make_schedule: schedule {name!r} needs total_steps > warmup_steps "
                          f"(got total_steps={total_steps!r}, warmup_steps={warmup_steps}).")
     if name == "constant":
@@ -68,7 +78,7 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, *, momentum:
         raise ValueError(f"make_optimizer: unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}.")
     _check_positive("make_optimizer", "learning_rate", learning_rate)
     _check_positive("make_optimizer", "weight_decay", weight_decay, allow_zero=True)
-    if not (0.0 <= momentum < 1.0):
+    if not (0.0 <= check_number("make_optimizer", "momentum", momentum) < 1.0):
         raise ValueError(f"make_optimizer: momentum must be in [0, 1), got {momentum!r}.")
     lr = make_schedule(schedule, learning_rate, total_steps=total_steps, warmup_steps=warmup_steps)
     if name == "adamw":

@@ -18,6 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnjax.functional._checks import prng_key
+from cnnjax.params import check_model
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -31,9 +34,12 @@ class TrainState:
 def create_state(model, tx: optax.GradientTransformation, *, input_shape, key) -> TrainState:
     """Initialise `model` on a zero batch of shape (1, *input_shape) (NHWC) and `tx` on its params.
 
-    `key` (a uint32[2] PRNG key) is split into the parameter-init key, the init-time dropout key and the
+    `key` (a PRNG key: ``jax.random.key(0)`` or the uint32[2] ``jax.random.PRNGKey(0)``; a plain int is a
+    TypeError) is split into the parameter-init key, the init-time dropout key and the
     state's base rng, so two states from different keys differ in both initial weights and dropout masks.
     """
+    check_model("create_state", model)
+    prng_key(key, "key", "create_state")
     if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0 for d in input_shape):
         raise ValueError(f"create_state: input_shape must be a tuple of positive ints (H, W, C), got {input_shape!r}.")
     init_key, dropout_key, rng = jax.random.split(key, 3)
