@@ -165,7 +165,7 @@ class UsageError(ValueError):
     pass
 
 
-def _check_dataset(name, args):
+def _check_dataset(name, args, splits_needed):
     from cnnjax import models
     from cnnjax.data import KNOWN_DATASETS
     from cnnjax.data.sources import IMAGE_SHAPES
@@ -173,6 +173,14 @@ def _check_dataset(name, args):
     if dataset not in KNOWN_DATASETS and not os.path.isdir(dataset):
         raise UsageError(f"unknown dataset {dataset!r}; valid names: {', '.join(KNOWN_DATASETS)} "
                          "(or an image-folder path)")
+    if os.path.isdir(dataset):
+        from cnnjax.data.folder import folder_layout
+
+        splits, _ = folder_layout(dataset)
+        for split in splits_needed:    # said before any image is decoded
+            if split not in splits:
+                raise UsageError(f"--dataset {dataset!r} has no {split!r} split (its splits are {sorted(splits)}); "
+                                 f"the layout is ROOT/<split>/<class>/<image>, e.g. ROOT/{split}/cat/1.jpg")
     expected = tuple(models.input_shape(name))
     if dataset in IMAGE_SHAPES and IMAGE_SHAPES[dataset] != expected:    # said before minutes of importing
         raise UsageError(f"model {name!r} takes images {expected} but dataset {dataset!r} has "
@@ -202,7 +210,7 @@ def _train(args) -> int:
     from cnnjax.train import fit
     from cnnjax.train.checkpoint import Checkpointer, check_writable
 
-    dataset = _check_dataset(args.model, args)
+    dataset = _check_dataset(args.model, args, ("train", "test"))
     if args.weight_decay < 0:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.resume and not args.checkpoint_dir:
@@ -296,7 +304,7 @@ def _evaluate(args) -> int:
     from cnnjax.train.checkpoint import Checkpointer
     from cnnjax.train.state import TrainState
 
-    dataset = _check_dataset(args.model, args)
+    dataset = _check_dataset(args.model, args, (args.split,))
     if not os.path.isdir(args.checkpoint_dir):
         raise UsageError(f"--checkpoint-dir {args.checkpoint_dir!r} does not exist")
     ckpt = Checkpointer(args.checkpoint_dir)

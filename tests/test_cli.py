@@ -61,6 +61,29 @@ def test_unknown_dataset_and_resume_without_dir(capsys):
     assert code == 2 and "--resume needs --checkpoint-dir" in err
 
 
+def _folder(root, splits, shape=(28, 28)):
+    from PIL import Image
+    import numpy as np
+
+    for split in splits:
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros(shape, np.uint8)).save(root / split / c / "0.png")
+    return root
+
+
+def test_an_image_folder_without_the_split_a_command_needs_is_named_before_decoding(tmp_path, capsys, monkeypatch):
+    import cnnjax.data.folder as folder
+
+    monkeypatch.setattr(folder, "decode_file", lambda *a, **k: pytest.fail("decoded an image before the check"))
+    root = str(_folder(tmp_path / "pets", ["train"]))
+    code, _, err = _run(["train", "--model", "mnist_cnn", "--dataset", root], capsys)
+    assert code == 2 and f"--dataset {root!r} has no 'test' split (its splits are ['train'])" in err
+    code, _, err = _run(["evaluate", "--model", "mnist_cnn", "--dataset", root, "--split", "validation",
+                         "--checkpoint-dir", str(tmp_path)], capsys)
+    assert code == 2 and "has no 'validation' split" in err and "Traceback" not in err
+
+
 def test_unwritable_checkpoint_dir_and_metrics_file_write_nothing(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

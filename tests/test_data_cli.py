@@ -28,6 +28,21 @@ def test_import_then_info(tmp_path, capsys):
     assert "mnist test: images (10, 28, 28, 1)" in out and "0=5, 1=5, 2=0" in out
 
 
+def test_info_names_the_flag_for_a_validation_split(tmp_path, capsys):
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / "train" / c / f"{i}.png")
+    assert main(["info", str(tmp_path), "--splits", "validation"]) == 2
+    assert "has no split 'validation'; its splits are ['train'] (pass --validation-fraction F" in \
+        capsys.readouterr().err
+    assert main(["info", str(tmp_path), "--splits", "train", "validation", "--validation-fraction", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "train: images (6, 4, 4, 3)" in out and "validation: images (2, 4, 4, 3)" in out
+
+
 def test_add_subcommands_in_a_host_parser():
     parser = argparse.ArgumentParser(prog="cnnjax")
     add_subcommands(parser.add_subparsers(dest="command"))

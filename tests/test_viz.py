@@ -195,5 +195,31 @@ def test_cli_curves_features_filters(tmp_path):
                          str(tmp_path / "w.png")]) == 0
     for name in ("c.png", "f.png", "w.png"):
         assert (tmp_path / name).stat().st_size > 1000
-    with pytest.raises(SystemExit, match="no conv layer 'Conv2D_5'"):
-        viz_cli.main(["filters", "--model", "mnist_cnn", "--layer", "Conv2D_5", "--out", str(tmp_path / "x.png")])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["filters", "--model", "mnist_cnn", "--layer", "Conv2D_5"], "--layer 'Conv2D_5' is not a conv layer of "
+     "mnist_cnn; its conv layers are Conv2D_0"),
+    (["features", "--model", "mnist_cnn", "--layer", "conv9"], "conv9"),
+    (["features", "--model", "mnist_cnn", "--layer", "7"], "7"),
+])
+def test_cli_mistakes_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    # the same contract as `cnnjax train`: "<prog>: error: ..." on stderr, status 2, no traceback
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.png")
+    image = ["--image", str(tmp_path / "digit.png")] if argv[0] == "features" else []
+    assert viz_cli.main([*argv, *image, "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m cnnjax.viz: error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_curves_of_a_file_without_epochs(tmp_path, capsys):
+    (tmp_path / "header.jsonl").write_text('{"model": "mnist_cnn"}\n')
+    (tmp_path / "pretty.json").write_text('{\n  "loss": [1.0]\n}\n')
+    assert viz_cli.main(["curves", str(tmp_path / "header.jsonl"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "header.jsonl' has no epoch to plot: none of its lines is a JSON object with any of" in \
+        capsys.readouterr().err
+    assert viz_cli.main(["curves", str(tmp_path / "pretty.json"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "line 1 is not JSON" in capsys.readouterr().err

@@ -20,6 +20,18 @@ def _import(args) -> int:
 
 
 def _info(args) -> int:
+    import os
+
+    if os.path.isdir(args.name) and not args.validation_fraction:
+        from cnnjax.data.folder import folder_layout
+
+        splits, _ = folder_layout(args.name)
+        missing = [s for s in args.splits if s not in splits]
+        if missing:    # said in this command's flags, before any image is decoded
+            hint = " (pass --validation-fraction F, 0 < F < 1, to carve one from 'train')" \
+                if "validation" in missing else ""
+            raise ValueError(f"--splits: {args.name!r} has no split {', '.join(map(repr, missing))}; its splits are "
+                             f"{sorted(splits)}{hint}.")
     for split in args.splits:
         s = load(args.name, split, data_dir=args.source, prepared_dir=args.data_dir, as_uint8=True,
                  validation_fraction=args.validation_fraction, image_size=args.image_size)

@@ -53,8 +53,8 @@ def _image(args, shape):
     dataset = args.dataset or models.dataset(args.model)
     split = load(dataset, "test", data_dir=args.data_dir)
     if not 0 <= args.index < len(split.images):
-        raise SystemExit(f"cnnjax plot features: --index {args.index} is outside the {len(split.images)} test "
-                         f"images of {dataset}.")
+        raise ValueError(f"--index {args.index} is outside the {len(split.images)} test images of {dataset} "
+                         f"(valid: 0 to {len(split.images) - 1}).")
     label = split.class_names[int(split.labels[args.index])]
     return split.images[args.index], f"{dataset} test image {args.index} ({label})"
 
@@ -72,11 +72,7 @@ def _features(args) -> int:
 
     model, shape, variables, where = _model_and_variables(args)
     image, what = _image(args, shape)
-    try:
-        maps = feature_maps(model, variables, image, int(args.layer) if args.layer.lstrip("-").isdigit()
-                            else args.layer)
-    except ValueError as err:
-        raise SystemExit(f"cnnjax plot features: {err}") from None
+    maps = feature_maps(model, variables, image, int(args.layer) if args.layer.lstrip("-").isdigit() else args.layer)
     title = f"{args.model} layer {args.layer}, {'x'.join(map(str, maps.shape))}: {what}; {where}"
     plot_feature_maps(maps, image=image, max_maps=args.max_maps, title=title, path=args.out)
     print(f"wrote {args.out}")
@@ -89,10 +85,11 @@ def _filters(args) -> int:
     model, _, variables, where = _model_and_variables(args)
     kernels = conv_kernels(variables)
     if not kernels:
-        raise SystemExit(f"cnnjax plot filters: model {args.model} has no 2-D conv kernel.")
+        raise ValueError(f"--model {args.model} has no 2-D conv kernel to draw.")
     layer = args.layer or next(iter(kernels))
     if layer not in kernels:
-        raise SystemExit(f"cnnjax plot filters: no conv layer {layer!r}; the conv layers are {', '.join(kernels)}.")
+        raise ValueError(f"--layer {layer!r} is not a conv layer of {args.model}; its conv layers are "
+                         f"{', '.join(kernels)}.")
     w = kernels[layer]
     in_channel = args.in_channel if args.in_channel is not None or w.shape[2] in (1, 3) else 0
     plot_filters(w, in_channel=in_channel, max_filters=args.max_maps, path=args.out,

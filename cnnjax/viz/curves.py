@@ -43,7 +43,9 @@ def read_metrics(path: Union[str, os.PathLike]) -> Dict[str, List]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"read_metrics: {path!r} line {number} is not JSON ({err}): {line[:80]!r}") from err
+                raise ValueError(f"read_metrics: {path!r} line {number} is not JSON ({err}): {line[:80]!r}; a metrics "
+                                 "file is JSON lines, one object per line (`cnnjax train ... --metrics-out FILE`)."
+                                 ) from err
             if isinstance(record, dict) and _ALL & set(record):
                 records.append(record)
     keys = [k for k in dict.fromkeys(k for r in records for k in r)
@@ -68,14 +70,19 @@ def plot_curves(history: Union[Mapping[str, List], str, os.PathLike], *, title: 
     history: a history dict (see the module docstring) or the path of a JSON-lines metrics file. Epochs are
     ``history["epoch"]`` when present, else 1, 2, ... . A panel with no data says so. Panels: 2.
     """
+    source = None
     if isinstance(history, (str, os.PathLike)):
-        history = read_metrics(history)
+        source = os.fspath(history)
+        history = read_metrics(source)
     if not isinstance(history, Mapping):
         raise TypeError(f"plot_curves: history must be a dict of per-epoch lists or a metrics file path, got "
                         f"{type(history).__name__}.")
     found = {(split, metric): _pick(history, keys[metric])
              for split, keys in (("train", TRAIN_KEYS), ("test", TEST_KEYS)) for metric in ("loss", "accuracy")}
     if not any(found.values()):
+        if source is not None:    # read_metrics keeps only lines with a metric key, so there are no keys to list
+            raise ValueError(f"plot_curves: {source!r} has no epoch to plot: none of its lines is a JSON object "
+                             f"with any of {sorted(_ALL)} (write one with `cnnjax train ... --metrics-out FILE`).")
         raise ValueError(f"plot_curves: history has no metric to plot; expected some of {sorted(_ALL)}, got keys "
                          f"{sorted(history)}.")
     fig = Figure(figsize=(8, 3.2), layout="constrained")
