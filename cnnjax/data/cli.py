@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -20,8 +21,6 @@ def _import(args) -> int:
 
 
 def _info(args) -> int:
-    import os
-
     if os.path.isdir(args.name) and not args.validation_fraction:
         from cnnjax.data.folder import folder_layout
 
