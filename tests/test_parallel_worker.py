@@ -98,16 +98,20 @@ def job_auto(out, port, pid, nproc):
         progress=True, seed=5)
 
 
-def job_train(out, ckpt_dir, resume):
-    """Training with a checkpoint after every step (for the SIGKILL / resume test)."""
-    from cnnjax.train import fit
+def job_train(out, ckpt_dir, resume, loop="auto"):
+    """Training with a checkpoint after every step (for the SIGKILL / resume test); writes the final state, the
+    history and the loop form the run used (from its checkpoints' meta)."""
+    from cnnjax.train import Checkpointer, fit
     x, y = toy_data(256)
     state, hist = fit(TinyCNN(dropout=0.2), (x, y), optimizer="adam", learning_rate=1e-2, epochs=3,
                       batch_size=16, checkpoint_dir=ckpt_dir, checkpoint_every=1, keep=2,
-                      resume=resume == "1", progress=False, seed=7)
+                      resume=resume == "1", progress=False, seed=7, loop=loop)
+    ckpt = Checkpointer(ckpt_dir)
+    used = ckpt.read_meta()["loop"]
+    ckpt.close()
     json.dump({"params": _flat(state.params), "opt": [np.asarray(l).tolist() for l in
                                                      __import__("jax").tree.leaves(state.opt_state)],
-               "step": int(state.step), "history": hist}, open(out, "w"))
+               "step": int(state.step), "history": hist, "loop": used}, open(out, "w"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ jitted step per batch. ``"auto"`` measures the three on copies of the state befo
 fastest (`loop_choice.py`): on accelerators the scan removes the per-step dispatch, while on XLA:CPU a scan
 whose body holds convolutions can run much slower than separate steps (jax-ml/jax#12868) and an unrolled chunk
 faster, and which one wins depends on the model. The choice is
-printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. Chunks also end at
+printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. The three forms compute
+the same steps to float rounding, not bit for bit (each is another XLA program): two fresh ``"auto"`` runs whose
+timings pick different forms (a noisy machine, forms within a few percent) end with weights that differ in the
+last bits. Pass the form for runs that must repeat bit for bit. Chunks also end at
 multiples of `checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same
 chunks as an uninterrupted one: resumption is bit-for-bit on CPU. Checkpoints also record what the steps
 were compiled with (jaxlib version, platform, parallel mode and the XLA options below); a run that resumes
