@@ -105,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(sharded jit over a Mesh; also across processes) (default none)")
     t.add_argument("--loop", choices=LOOPS, default="auto",
                    help="step: one jitted step per batch; scan: chunks of up to 100 steps in one lax.scan; "
-                        "unroll: chunks of up to 8 steps unrolled in one program; auto: time the three on this "
-                        "machine before training and keep the fastest (default auto)")
+                        "unroll: chunks of up to 8 steps unrolled in one program; auto: a fixed rule of the "
+                        "backend and the model (same bits on every run); measure: time the three on this machine "
+                        "before training and keep the fastest (default auto)")
+    t.add_argument("--no-keep-freed-memory", action="store_true",
+                   help="leave glibc's malloc settings alone (by default this command keeps freed memory in its "
+                        "process on a CPU, which makes XLA:CPU's steps faster)")
     t.add_argument("--ensemble", type=_int_at_least("--ensemble", 1), default=1,
                    help="train N models with different seeds at once with vmap (default 1)")
     t.add_argument("--ensemble-lrs", type=_positive_float("--ensemble-lrs"), nargs="+", default=None,
@@ -265,20 +269,22 @@ def _train(args) -> int:
     if args.parallel == "pmap" and jax.local_device_count() == 1 and lead:
         print("cnnjax train: note: --parallel pmap with a single device runs like --parallel none",
               file=sys.stderr)
-    warnings.filterwarnings("ignore", message="note: --parallel pmap with a single device")
     model = models.get(args.model)
     start = time.perf_counter()
     try:
-        state, history = fit(
-            model, (images, labels), optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
-            momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing, dtype=None if args.dtype == "float32" else args.dtype,
-            validation_data=(test.images, test.labels), seed=args.seed, parallel=args.parallel, loop=args.loop,
-            ensemble=args.ensemble, learning_rates=args.ensemble_lrs, checkpoint_dir=args.checkpoint_dir,
-            checkpoint_every=args.checkpoint_every, keep=args.keep, resume=args.resume,
-            meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
-            progress=not args.no_progress and lead, on_epoch_end=on_epoch_end)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="note: --parallel pmap with a single device")
+            state, history = fit(
+                model, (images, labels), optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
+                learning_rate=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
+                momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+                label_smoothing=args.label_smoothing, dtype=None if args.dtype == "float32" else args.dtype,
+                validation_data=(test.images, test.labels), seed=args.seed, parallel=args.parallel,
+                loop=args.loop, ensemble=args.ensemble, learning_rates=args.ensemble_lrs,
+                checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep,
+                resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
+                progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
+                keep_freed_memory=not args.no_keep_freed_memory)
     finally:
         if metrics_file:
             metrics_file.close()

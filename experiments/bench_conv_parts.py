@@ -17,7 +17,7 @@ PyTorch's side.
     python experiments/bench_conv_parts.py --calls 10 --repeats 5 --step --torch-profile
 
 Run it with the environment ``bench_speed.py --malloc keep`` gives its rows
-(``cnnjax.train.host_memory.ENVIRONMENT``) to compare with that table's PyTorch figures.
+(``cnnjax.train.cpu_speed.host_memory.ENVIRONMENT``) to compare with that table's PyTorch figures.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ import numpy as np
 from bench_cpu_ops import time_call
 from cnnjax import shapes
 from cnnjax.cli import _int_at_least
-from cnnjax.functional import conv_impl
-from cnnjax.train.compile_options import jit
+from cnnjax.train.cpu_speed import conv_forms
+from cnnjax.train.cpu_speed.compile_options import jit
 
 BATCH = 128
 DN = ("NHWC", "HWIO", "NHWC")
@@ -68,8 +68,8 @@ def jax_parts(h, c, f, stride, calls, repeats) -> dict:
     k = jnp.asarray(rng.standard_normal((3, 3, c, f), np.float32) * 0.1)
     pads = (same_padding(h, stride),) * 2
     kw = dict(strides=(stride, stride), padding=pads, dilation=(1, 1), dimension_numbers=DN)
-    conv = lambda x_, k_: conv_impl.conv_xla(x_, k_, **kw)                        # noqa: E731
-    split = lambda x_, k_: conv_impl.conv_split_grad(x_, k_, **kw)                # noqa: E731
+    conv = lambda x_, k_: conv_forms.conv_xla(x_, k_, **kw)                        # noqa: E731
+    split = lambda x_, k_: conv_forms.conv_split_grad(x_, k_, **kw)                # noqa: E731
     dy = jnp.asarray(rng.standard_normal(conv(x, k).shape, np.float32))
     fwd = jit(conv)
     dx = jit(lambda x_, k_, dy_: jax.vjp(lambda a: conv(a, k_), x_)[1](dy_)[0])

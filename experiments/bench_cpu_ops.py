@@ -14,7 +14,7 @@ compile+warm-up call, device-synchronised (``block_until_ready``). Implementatio
   XLA:CPU runs for the other convs).
 - pool ``reduce_window``: ``lax.reduce_window`` (its max gradient is ``select_and_scatter_add``);
   ``reshape``: non-overlapping 2x2 windows as a reshape and a max/mean over the window axes (its max gradient
-  splits ties); ``slices_vjp``: ``cnnjax.functional.pool_impl.window_extreme`` (max of strided slices, gradient
+  splits ties); ``slices_vjp``: ``cnnjax.functional.pool_forms.window_extreme`` (max of strided slices, gradient
   to the first maximum as reduce_window's; avg pool: as ``reshape``).
 - dense: ``x @ w + b`` at the default precision (one implementation; the reference scale for the others).
 
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnnjax.functional import conv_impl, pool_impl
+from cnnjax.train.cpu_speed import conv_forms, pool_forms
 
 BATCH = 128
 
@@ -88,15 +88,15 @@ def conv_patches(x, k, pairs):
 
 
 def conv_im2col(x, k, pairs):
-    return conv_impl.conv_im2col(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
+    return conv_forms.conv_im2col(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
 
 
 def conv_im2col_vjp(x, k, pairs):
-    return conv_impl.conv_im2col_vjp(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
+    return conv_forms.conv_im2col_vjp(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1))
 
 
 def conv_split_grad(x, k, pairs):
-    return conv_impl.conv_split_grad(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1),
+    return conv_forms.conv_split_grad(x, k, strides=(1, 1), padding=pairs, dilation=(1, 1),
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -118,7 +118,7 @@ def pool_reshape(x, kind):
 
 def pool_slices(x, kind):
     if kind == "max":
-        return pool_impl.window_extreme(x, (1, 2, 2, 1))
+        return pool_forms.window_extreme(x, (1, 2, 2, 1))
     return pool_reshape(x, kind)
 
 
@@ -140,7 +140,7 @@ def time_call(fn, args, calls, repeats):
     return first, statistics.median(per_call)
 
 
-COMPILER_OPTIONS = None   # --compile-options cnnjax: cnnjax.train.compile_options' XLA:CPU options, as fit's
+COMPILER_OPTIONS = None   # --compile-options cnnjax: cnnjax.train.cpu_speed.compile_options' XLA:CPU options, as fit's
 
 
 def _grad_fn(layer, argnums):
@@ -188,11 +188,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--compile-options", choices=["default", "cnnjax"], default="default",
-                   help="cnnjax: compile with cnnjax.train.compile_options' XLA:CPU options (as fit does)")
+                   help="cnnjax: compile with cnnjax.train.cpu_speed.compile_options' XLA:CPU options (as fit does)")
     a = p.parse_args(argv)
     global COMPILER_OPTIONS
     if a.compile_options == "cnnjax":
-        from cnnjax.train.compile_options import cpu_compiler_options
+        from cnnjax.train.cpu_speed.compile_options import cpu_compiler_options
         COMPILER_OPTIONS = cpu_compiler_options()
     load_before = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None
     rows = run(a.only, a.calls, a.repeats)

@@ -162,7 +162,7 @@ class CnnjaxRunner:
         import jax
 
         from cnnjax.train import create_state, make_eval_step, make_train_chunk, make_train_step
-        from cnnjax.train.compile_options import jit   # jax.jit with XLA:CPU's options on a CPU, as fit's
+        from cnnjax.train.cpu_speed.compile_options import jit   # jax.jit with XLA:CPU's options on a CPU, as fit's
         self.jax, self.batch = jax, batch
         self.on_device = mode.endswith("-dev")
         form = mode[:-4] if self.on_device else mode
@@ -174,7 +174,8 @@ class CnnjaxRunner:
                                               key=jax.random.PRNGKey(s))
         self.measured = None
         if form == "fit":     # what cnnjax.train.fit(loop="auto") runs: its measured choice and chunk length
-            from cnnjax.train import loop_choice, make_strategy
+            from cnnjax.train import make_strategy
+            from cnnjax.train.cpu_speed import loop_choice
             strategy = make_strategy("none", self.model, self.tx)
             rows = lambda i: np.arange(i * batch, (i + 1) * batch) % len(data[0])   # noqa: E731
             probe = lambda i: (data[0][rows(i)], data[1][rows(i)])                 # noqa: E731
@@ -398,7 +399,7 @@ def _cpu_options():
     """What the cnnjax rows compile with on a CPU (``compile_options.py``), and why."""
     import jax
 
-    from cnnjax.train import compile_options
+    from cnnjax.train.cpu_speed import compile_options
     if jax.default_backend() != "cpu":
         return {"options": None, "why": f"none on {jax.default_backend()}"}
     return {"options": compile_options.cpu_compiler_options(), "why": compile_options.reason()}
@@ -410,10 +411,10 @@ _SET_FOR_PARENT: "set[str]" = set()      # the names of _PARENT_ONLY that main()
 
 def row_environment(malloc):
     """The environment of a row's process: with ``malloc="keep"`` glibc keeps freed memory in the process for
-    *every* framework (cnnjax.train.host_memory.ENVIRONMENT: what fit() sets for itself on CPU, here given to
+    *every* framework (cnnjax.train.cpu_speed.host_memory.ENVIRONMENT: what fit() sets for itself on CPU, here given to
     PyTorch and the linen loop too, so ratios compare like with like); ``"default"``: glibc's defaults for all,
     cnnjax's own setting off (CNNJAX_KEEP_FREED_MEMORY=0)."""
-    from cnnjax.train.host_memory import ENVIRONMENT
+    from cnnjax.train.cpu_speed.host_memory import ENVIRONMENT
     env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT and k not in _SET_FOR_PARENT}
     if malloc == "keep":
         env.update(ENVIRONMENT)
@@ -575,7 +576,7 @@ def main(argv=None):
     import jax
     backend = jax.default_backend()
     if a.malloc == "keep" and not a.isolate:
-        from cnnjax.train.host_memory import keep_freed_memory
+        from cnnjax.train.cpu_speed.host_memory import keep_freed_memory
         keep_freed_memory()
     rows = rows_for(a, backend)
     datasets = {}

@@ -226,7 +226,8 @@ def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target
     overrides.update(_settings(args.set))
 
     for i in range(args.warmup):
-        train_speedrun(x_train, y_train, x_test, y_test, seed=10_000 + i, loop=args.loop, **overrides)
+        train_speedrun(x_train, y_train, x_test, y_test, seed=10_000 + i, loop=args.loop, keep_freed_memory=True,
+                       **overrides)
     command = "python " + " ".join([os.path.relpath(script)] + list(sys.argv[1:] if argv is None else argv))
 
     def summarise(runs) -> dict:
@@ -244,7 +245,8 @@ def run(args, data, *, dataset: str, script: str, argv=None, preset=None, target
     runs = []
     for seed in args.seeds:
         result = train_speedrun(x_train, y_train, x_test, y_test, seed=seed, loop=args.loop,
-                                progress=args.progress, eval_each_epoch=args.eval_each_epoch, **overrides)
+                                progress=args.progress, eval_each_epoch=args.eval_each_epoch, keep_freed_memory=True,
+                                **overrides)
         result.pop("state")
         runs.append(result)
         print(f"seed {seed}: test acc {100 * result['test_acc']:.2f}%, with TTA {100 * result['test_acc_tta']:.2f}%"

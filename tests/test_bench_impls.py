@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from jax import lax
 
 from cnnjax import shapes
-from cnnjax.functional import conv_impl, pool_impl
+from cnnjax.train.cpu_speed import conv_forms, pool_forms
 from cnnjax.testing import reference, strategies as cst
 
 
@@ -49,8 +49,8 @@ def _second_order_aborts_xla_cpu(cfg):
 @given(cst.conv_configs(max_size=7, max_channels=3, grouped=False), st.integers(0, 2**31 - 1))
 def test_im2col_equals_xla_conv_values_and_gradients(cfg, seed):
     x, k, kw, fmt, dims = _case(cfg, seed)
-    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=dims, **kw)
-    col = lambda x, k: conv_impl.conv_im2col(x, k, channels_last=fmt == "channels_last", **kw)
+    xla = lambda x, k: conv_forms.conv_xla(x, k, dimension_numbers=dims, **kw)
+    col = lambda x, k: conv_forms.conv_im2col(x, k, channels_last=fmt == "channels_last", **kw)
     np.testing.assert_allclose(jax.jit(col)(x, k), jax.jit(xla)(x, k), rtol=1e-5, atol=1e-5)
     loss = lambda f: jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1)))(x, k)
     for got, want in zip(loss(col), loss(xla)):
@@ -63,8 +63,8 @@ def test_im2col_vjp_equals_xla_conv_values_and_gradients(cfg, seed):
     """The custom-VJP im2col form (XLA:CPU's first-layer conv) against plain lax: values, first and second
     reverse-mode derivatives, every layout, stride, dilation and padding the strategy draws."""
     x, k, kw, fmt, dims = _case(cfg, seed)
-    xla = lambda x, k: conv_impl.conv_xla(x, k, dimension_numbers=dims, **kw)
-    vjp = lambda x, k: conv_impl.conv_im2col_vjp(x, k, channels_last=fmt == "channels_last", **kw)
+    xla = lambda x, k: conv_forms.conv_xla(x, k, dimension_numbers=dims, **kw)
+    vjp = lambda x, k: conv_forms.conv_im2col_vjp(x, k, channels_last=fmt == "channels_last", **kw)
     np.testing.assert_allclose(jax.jit(vjp)(x, k), jax.jit(xla)(x, k), rtol=1e-5, atol=1e-5)
     grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
     for got, want in zip(jax.jit(grads(vjp))(x, k), jax.jit(grads(xla))(x, k)):
@@ -86,8 +86,8 @@ def test_split_grad_equals_xla_conv_values_and_gradients(cfg, seed, chunk):
     x = rng.standard_normal((4, *cfg["input_shape"][1:])).astype(np.float32)      # a batch of 4: 2+ chunks
     k = rng.standard_normal(cfg["kernel_shape"]).astype(np.float32)
     kw = dict(kw, dimension_numbers=dims, groups=cfg["groups"])
-    xla = lambda x, k: conv_impl.conv_xla(x, k, **kw)
-    split = lambda x, k: conv_impl.conv_split_grad(x, k, chunk=chunk, **kw)
+    xla = lambda x, k: conv_forms.conv_xla(x, k, **kw)
+    split = lambda x, k: conv_forms.conv_split_grad(x, k, chunk=chunk, **kw)
     np.testing.assert_array_equal(split(x, k), xla(x, k))        # the forward pass is XLA's own
     grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
     for got, want in zip(jax.jit(grads(split))(x, k), jax.jit(grads(xla))(x, k)):
@@ -99,13 +99,13 @@ def test_split_grad_equals_xla_conv_values_and_gradients(cfg, seed, chunk):
 
 def test_cpu_form_choice():
     """Which convolutions take which XLA:CPU form (the measured rules of conv_impl's docstring)."""
-    assert conv_impl.uses_im2col((3, 3, 1, 32), 1) and conv_impl.uses_im2col((3, 3, 3, 32), 1)
-    assert not conv_impl.uses_im2col((3, 3, 32, 64), 1) and not conv_impl.uses_im2col((3, 3, 1, 32), 2)
-    assert conv_impl.uses_split_grad((3, 3, 32, 64), 1, 128)            # Flax example CNN, mnist_cnn2 conv2
-    assert conv_impl.uses_split_grad((3, 3, 16, 16), 1, 128)            # ResNet-20 stage 1
-    assert conv_impl.uses_split_grad((3, 3, 4, 8), 2, 9)                # grouped, strided: any conv
-    assert not conv_impl.uses_split_grad((3, 3, 32, 64), 1, conv_impl.SPLIT_GRAD_CHUNK)   # one chunk
-    assert not conv_impl.uses_split_grad((3, 3, 1, 32), 1, 128)         # im2col first
+    assert conv_forms.uses_im2col((3, 3, 1, 32), 1) and conv_forms.uses_im2col((3, 3, 3, 32), 1)
+    assert not conv_forms.uses_im2col((3, 3, 32, 64), 1) and not conv_forms.uses_im2col((3, 3, 1, 32), 2)
+    assert conv_forms.uses_split_grad((3, 3, 32, 64), 1, 128)            # Flax example CNN, mnist_cnn2 conv2
+    assert conv_forms.uses_split_grad((3, 3, 16, 16), 1, 128)            # ResNet-20 stage 1
+    assert conv_forms.uses_split_grad((3, 3, 4, 8), 2, 9)                # grouped, strided: any conv
+    assert not conv_forms.uses_split_grad((3, 3, 32, 64), 1, conv_forms.SPLIT_GRAD_CHUNK)   # one chunk
+    assert not conv_forms.uses_split_grad((3, 3, 1, 32), 1, 128)         # im2col first
 
 
 def test_fast_paths_and_forward_mode():
@@ -133,7 +133,7 @@ def test_fast_paths_and_forward_mode():
 def test_im2col_lecture_example():
     """SEED_EXAMPLES.md, convolution example 1 (VALID) through the im2col form."""
     x = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)
-    y = conv_impl.conv_im2col(x, jnp.ones((2, 2, 1, 1)), strides=(1, 1), padding=((0, 0), (0, 0)),
+    y = conv_forms.conv_im2col(x, jnp.ones((2, 2, 1, 1)), strides=(1, 1), padding=((0, 0), (0, 0)),
                               dilation=(1, 1))
     np.testing.assert_array_equal(y[0, :, :, 0], [[12, 16], [24, 28]])
 
@@ -153,23 +153,23 @@ def test_window_extreme_equals_reduce_window_with_ties(shape, dims, largest):
     x = jnp.asarray(rng.integers(0, 3, shape).astype(np.float32))
     g = jnp.asarray(rng.standard_normal(_reduce_window(x, dims, largest).shape).astype(np.float32))
     want, vjp_want = jax.vjp(lambda x: _reduce_window(x, dims, largest), x)
-    got, vjp_got = jax.vjp(lambda x: pool_impl.window_extreme(x, dims, largest), x)
+    got, vjp_got = jax.vjp(lambda x: pool_forms.window_extreme(x, dims, largest), x)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(vjp_got(g)[0], vjp_want(g)[0])
-    jit_grad = jax.jit(jax.grad(lambda x: jnp.sum(pool_impl.window_extreme(x, dims, largest) * g)))(x)
+    jit_grad = jax.jit(jax.grad(lambda x: jnp.sum(pool_forms.window_extreme(x, dims, largest) * g)))(x)
     np.testing.assert_array_equal(jit_grad, vjp_want(g)[0])
 
 
 def test_window_extreme_lecture_example():
     x = jnp.array([[1., 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]).reshape(1, 4, 4, 1)
-    np.testing.assert_array_equal(pool_impl.window_extreme(x, (1, 2, 2, 1))[0, :, :, 0], [[6, 8], [3, 4]])
+    np.testing.assert_array_equal(pool_forms.window_extreme(x, (1, 2, 2, 1))[0, :, :, 0], [[6, 8], [3, 4]])
     np.testing.assert_array_equal(reference.max_pool(np.asarray(x), 2)[0, :, :, 0], [[6, 8], [3, 4]])
 
 
 def test_applies_only_to_plain_windows():
-    assert pool_impl.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0),) * 4)
-    assert not pool_impl.applies((1, 3, 3, 1), (1, 2, 2, 1), ((0, 0),) * 4)        # overlapping
-    assert not pool_impl.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0), (0, 1), (0, 1), (0, 0)))  # padded
+    assert pool_forms.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0),) * 4)
+    assert not pool_forms.applies((1, 3, 3, 1), (1, 2, 2, 1), ((0, 0),) * 4)        # overlapping
+    assert not pool_forms.applies((1, 2, 2, 1), (1, 2, 2, 1), ((0, 0), (0, 1), (0, 1), (0, 0)))  # padded
 
 
 @pytest.mark.parametrize("shape,kshape,padding", [((2, 6, 6, 1), (3, 3, 1, 8), "same"),      # im2col form

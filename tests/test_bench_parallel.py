@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import bench_parallel  # noqa: E402
-from cnnjax.train import compile_options  # noqa: E402
+from cnnjax.train.cpu_speed import compile_options  # noqa: E402
 
 
 def test_pmap_with_and_without_the_options(tmp_path, capsys):

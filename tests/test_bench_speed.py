@@ -102,7 +102,7 @@ def test_cifar_cache_is_read_instead_of_decoding_again(bench, monkeypatch, tmp_p
 
 
 def test_row_environment_is_the_same_for_every_framework(bench, monkeypatch):
-    from cnnjax.train.host_memory import ENVIRONMENT
+    from cnnjax.train.cpu_speed.host_memory import ENVIRONMENT
     monkeypatch.setenv("MALLOC_TOP_PAD_", "1")            # a stray outer setting never leaks into a row
     keep = bench.row_environment("keep")
     assert all(keep[k] == v for k, v in ENVIRONMENT.items())

@@ -1,4 +1,4 @@
-"""XLA:CPU compile options (cnnjax.train.compile_options): same numbers, and refused wherever they do not fit."""
+"""XLA:CPU compile options (cnnjax.train.cpu_speed.compile_options): same numbers, and refused wherever they do not fit."""
 import importlib
 import os
 import subprocess
@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from cnnjax import layers as L
-from cnnjax.train import compile_options as co
+from cnnjax.train.cpu_speed import compile_options as co
 from cnnjax.train import create_state, make_strategy, make_train_step
 
 OPTIONS = co.cpu_compiler_options()
@@ -108,7 +108,7 @@ def test_an_option_that_changes_other_programs_is_not_used(fresh_probe):
 
 def test_xla_flags_that_set_the_fusion_types_win():
     env = dict(os.environ, XLA_FLAGS=f"--{co.FIELD}=reduce")
-    out = subprocess.run([sys.executable, "-c", "from cnnjax.train import compile_options as c; print(c._probe())"],
+    out = subprocess.run([sys.executable, "-c", "from cnnjax.train.cpu_speed import compile_options as c; print(c._probe())"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"(None, 'XLA_FLAGS sets {co.FIELD}')" in out.stdout
@@ -170,7 +170,7 @@ def test_the_warning_names_what_changed_and_what_to_do():
 _PMAP_CHECK = """
 import jax, jax.numpy as jnp, numpy as np, optax
 from cnnjax import layers as L
-from cnnjax.train import compile_options as co, create_state, make_strategy, make_train_step
+from cnnjax.train.cpu_speed import compile_options as co, create_state, make_strategy, make_train_step
 model = L.Sequential([L.Conv2D(64, 3, padding="same", activation="relu"),
                       L.Conv2D(64, 3, padding="same", activation="relu"), L.GlobalAveragePooling2D(), L.Dense(10)])
 tx = optax.sgd(0.1, 0.9)

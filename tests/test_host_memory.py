@@ -1,4 +1,4 @@
-"""cnnjax.train.host_memory: glibc keeps freed memory after keep_freed_memory(), and the switch turns it off.
+"""cnnjax.train.cpu_speed.host_memory: glibc keeps freed memory after keep_freed_memory(), and the switch turns it off.
 
 Run in fresh interpreters, so the settings this process may already have (fit() applies them) do not matter.
 The effect is checked through glibc itself: after a 64 MiB block is freed, the process keeps it mapped.
@@ -11,7 +11,7 @@ import pytest
 
 PROBE = r"""
 import ctypes, sys
-from cnnjax.train.host_memory import keep_freed_memory
+from cnnjax.train.cpu_speed.host_memory import keep_freed_memory
 applied = keep_freed_memory()
 again = keep_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
@@ -50,7 +50,7 @@ def test_switch_off_leaves_glibc_defaults():
 
 
 def test_environment_matches_settings():
-    from cnnjax.train import host_memory
+    from cnnjax.train.cpu_speed import host_memory
     by_name = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3}
     assert {k: int(v) for k, v in host_memory.ENVIRONMENT.items()} == {
         k: host_memory.SETTINGS[p] for k, p in by_name.items()}

@@ -7,7 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax.train import fit, loop_choice
+from cnnjax.train import fit
+from cnnjax.train.cpu_speed import loop_choice
 from cnnjax.train.checkpoint import Checkpointer
 from cnnjax.train.parallel import make_strategy
 from cnnjax.train.state import create_state

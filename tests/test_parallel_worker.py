@@ -87,7 +87,8 @@ def job_auto(out, port, pid, nproc):
     import jax
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
                                process_id=int(pid))
-    from cnnjax.train import fit, loop_choice
+    from cnnjax.train import fit
+from cnnjax.train.cpu_speed import loop_choice
     if int(pid) == 0:
         real_choose = loop_choice.choose
         loop_choice.SCAN_CONTENDS = 1e9

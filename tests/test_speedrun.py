@@ -8,7 +8,7 @@ import pytest
 from cnnjax import functional as F
 from cnnjax.models.speedrun import SpeedrunNet, identity_conv_init, whiten_width, whitening_kernel
 from cnnjax.params import count_variables
-from cnnjax.train import loop_choice
+from cnnjax.train.cpu_speed import loop_choice
 from cnnjax.train.speedrun import (MNIST, SpeedrunConfig, alternating_flip, lookahead_decay_at, lookahead_update,
                                    loss_scale_of, lr_factor, make_optimizer, train_speedrun, translate,
                                    tta_logits, whitening_sample)

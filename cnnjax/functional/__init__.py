@@ -5,7 +5,6 @@
 from cnnjax.functional.activations import ACTIVATIONS, get_activation
 from cnnjax.functional.conv import conv, conv1d, conv2d, conv3d, conv_transpose
 from cnnjax.functional.dense import dense, dropout, flatten
-from cnnjax.functional.fast_paths import plain_lax
 from cnnjax.functional.losses import accuracy, softmax_cross_entropy
 from cnnjax.functional.norm import batch_moments, batch_norm
 from cnnjax.functional.pool import (avg_pool, channel_max_pool, global_avg_pool, global_max_pool, max_pool,
@@ -15,5 +14,5 @@ __all__ = [
     "conv", "conv1d", "conv2d", "conv3d", "conv_transpose",
     "max_pool", "avg_pool", "min_pool", "global_avg_pool", "global_max_pool", "channel_max_pool",
     "dense", "flatten", "dropout", "softmax_cross_entropy", "accuracy",
-    "batch_moments", "batch_norm", "get_activation", "ACTIVATIONS", "plain_lax",
+    "batch_moments", "batch_norm", "get_activation", "ACTIVATIONS",
 ]

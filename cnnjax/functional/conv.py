@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnnjax import _args, shapes
-from cnnjax.functional import _checks, conv_impl
+from cnnjax.functional import _checks
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose"]
 
@@ -70,9 +70,9 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", dilation=1, groups
     _, pairs, strides, dilation, fmt = shapes.conv_pairs(
         x.shape, kernel.shape, strides, padding, dilation, groups, fmt, fn=_fn)
     dtype = _checks.common_dtype(x, kernel)
-    y = conv_impl.conv_general(   # lax.conv_general_dilated, or an equivalent form where faster (conv_impl.py)
-        x.astype(dtype), kernel.astype(dtype), strides=strides, padding=pairs, dilation=dilation,
-        groups=groups, dimension_numbers=(lhs, rhs, lhs), precision=precision)
+    y = lax.conv_general_dilated(
+        x.astype(dtype), kernel.astype(dtype), window_strides=strides, padding=pairs, rhs_dilation=dilation,
+        dimension_numbers=(lhs, rhs, lhs), feature_group_count=groups, precision=precision)
     return _add_bias(y, bias, kernel.shape[-1], fmt, _fn)
 
 

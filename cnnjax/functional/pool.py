@@ -12,7 +12,7 @@ import numpy as np
 from jax import lax
 
 from cnnjax import _args, shapes
-from cnnjax.functional import _checks, fast_paths, pool_impl
+from cnnjax.functional import _checks
 
 __all__ = ["max_pool", "avg_pool", "min_pool", "global_avg_pool", "global_max_pool", "channel_max_pool"]
 
@@ -42,12 +42,7 @@ def _extreme(x, pool_size, strides, padding, data_format, ceil_mode, fn, largest
         init = info.min if largest else info.max
     else:
         raise TypeError(f"{fn}: x has dtype {x.dtype}; pooling needs a floating or integer array.")
-    window = lambda x: lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min,  # noqa: E731
-                                         dims, steps, pads)
-    # XLA:CPU: the same values and gradients, faster (pool_impl.py); plain lax inside fast_paths.plain_lax()
-    if fast_paths.enabled() and pool_impl.applies(dims, steps, pads):
-        return lax.platform_dependent(x, cpu=lambda x: pool_impl.window_extreme(x, dims, largest), default=window)
-    return window(x)
+    return lax.reduce_window(x, np.array(init, x.dtype), lax.max if largest else lax.min, dims, steps, pads)
 
 
 def max_pool(x, pool_size=2, strides=None, padding="valid", data_format="channels_last", ceil_mode=False):

@@ -1,11 +1,13 @@
-"""Training with Optax under jit, vmap, pmap and sharded jit, with orbax checkpoints (see fit.py)."""
-from .compile_options import cpu_compiler_options
+"""Training with Optax under jit, vmap, pmap and sharded jit, with orbax checkpoints (see fit.py).
+
+XLA:CPU speed work (faster conv/pool forms inside the step, compile options, malloc settings, the loop form) lives
+in :mod:`cnnjax.train.cpu_speed`.
+"""
+from . import cpu_speed
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
 from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
-from . import loop_choice
 from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit
-from .host_memory import keep_freed_memory
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
 from .speedrun import SpeedrunConfig, train_speedrun
@@ -14,9 +16,8 @@ from .steps import cross_entropy, make_eval_step, make_train_chunk, make_train_s
 
 __all__ = [
     "CheckpointMismatchError", "Checkpointer", "initialize", "create_ensemble", "member", "per_example_grads",
-    "vmap_eval_step", "vmap_train_step", "with_update_scale", "loop_choice", "LOOPS", "NonFiniteLossError", "epoch_order",
+    "vmap_eval_step", "vmap_train_step", "with_update_scale", "LOOPS", "NonFiniteLossError", "epoch_order",
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
-    "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "keep_freed_memory",
-    "cpu_compiler_options",
+    "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "cpu_speed",
 ]

@@ -7,23 +7,22 @@ only on (seed, epoch), so a resumed run and every parallel mode see exactly the 
 Loop form (`loop`): ``"scan"`` runs chunks of steps (`loop_choice.chunk_steps`: up to 100, the same length
 each) as one jitted ``lax.scan`` over the stacked batches; ``"unroll"`` runs short chunks
 (`loop_choice.unroll_steps`: up to 8) with the steps unrolled in one jitted program; ``"step"`` dispatches one
-jitted step per batch. ``"auto"`` measures the three on copies of the state before training and keeps the
-fastest (`loop_choice.py`): on accelerators the scan removes the per-step dispatch, while on XLA:CPU a scan
-whose body holds convolutions can run much slower than separate steps (jax-ml/jax#12868) and an unrolled chunk
-faster, and which one wins depends on the model. The choice is
-printed (with ``progress=True``) and stored with checkpoints, so a resumed run keeps it. The three forms compute
-the same steps to float rounding, not bit for bit (each is another XLA program): two fresh ``"auto"`` runs whose
-timings pick different forms (a noisy machine, forms within a few percent) end with weights that differ in the
-last bits. Pass the form for runs that must repeat bit for bit. Chunks also end at
-multiples of `checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same
-chunks as an uninterrupted one: resumption is bit-for-bit on CPU. Checkpoints also record what the steps
-were compiled with (jaxlib version, platform, parallel mode and the XLA options below); a run that resumes
-with any of them changed (``CNNJAX_XLA_CPU_OPTIONS`` flipped, another jaxlib) warns, since other kernels
-round differently.
+jitted step per batch. ``"auto"`` (the default) takes the form by a fixed rule of the backend and the model
+(`cpu_speed.loop_choice.rule`: the scan on accelerators; on a CPU by how many XLA convolutions the step keeps),
+so two runs with the same seed on the same machine give the same bits. ``"measure"`` times the three forms on
+copies of the state before training and keeps the fastest; the forms agree to float rounding, not bit for bit,
+so two measured runs whose timings pick different forms end in different last bits. The form is printed (with
+``progress=True``) and stored with checkpoints, so a resumed run keeps it. Chunks also end at multiples of
+`checkpoint_every` (global steps) and at epoch ends, so a resumed run compiles and runs the same chunks as an
+uninterrupted one: resumption is bit-for-bit on CPU. Checkpoints also record what the steps were compiled with
+(jaxlib version, platform, parallel mode, the XLA options and the CPU forms below); a run that resumes with any
+of them changed warns, since other kernels round differently.
 
-On a CPU, `fit` also keeps freed memory in the process (`host_memory.py`) and compiles its steps with XLA:CPU's
-options of `compile_options.py` (convolutions by XLA's kernels instead of YNNPACK's: 1.1-1.5x a step for the
-zoo's CNNs with jax 0.10.2; ``CNNJAX_XLA_CPU_OPTIONS=0`` turns that off).
+On a CPU, `fit` runs each step's convolutions and max/min pools in XLA:CPU's faster forms (`cpu_forms`;
+`cpu_speed.swap`) and compiles the steps with XLA:CPU's options (`cpu_speed.compile_options`; convolutions by
+XLA's kernels instead of YNNPACK's; ``CNNJAX_XLA_CPU_OPTIONS=0`` turns that off). Neither changes anything
+outside the steps. `keep_freed_memory=True` also sets glibc's malloc to keep freed memory in the process
+(`cpu_speed.host_memory`: process-wide, so only when asked; ``cnnjax train`` asks).
 
 Non-finite loss: losses are checked at every synchronisation point (every `log_every` steps, each segment end)
 and always before a checkpoint is written; a NaN/inf raises `NonFiniteLossError` naming the step and the last
@@ -46,17 +45,17 @@ import optax
 
 from cnnjax.params import check_model
 
-from . import compile_options as _compile_options
-from . import loop_choice
+from .cpu_speed import compile_options as _compile_options
+from .cpu_speed import loop_choice
+from .cpu_speed.host_memory import keep_freed_memory as _keep_freed_memory
 from . import progress as _progress
 from .checkpoint import Checkpointer
 from .ensemble import create_ensemble, with_update_scale
-from .host_memory import keep_freed_memory
 from .optim import check_number, make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
 from .state import TrainState, create_state
 
-LOOPS = ("auto", "scan", "step", "unroll")
+LOOPS = ("auto", "measure", "scan", "step", "unroll")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -217,7 +216,7 @@ def _mean_metric(x) -> float:
 def _compiled_with(strategy) -> dict:
     """What decides the kernels of the steps, and so their rounding: stored with checkpoints."""
     return {"jaxlib": jaxlib.__version__, "platform": jax.default_backend(), "parallel": strategy.name,
-            "compiler_options": strategy.compiler_options}
+            "compiler_options": strategy.compiler_options, "cpu_forms": strategy.cpu_forms}
 
 
 def _check_compiled_with(saved_meta: dict, current: dict, directory: str) -> None:
@@ -232,7 +231,7 @@ def _check_compiled_with(saved_meta: dict, current: dict, directory: str) -> Non
     what = "; ".join(f"{key} {saved[key]!r} then, {current[key]!r} now" for key in changed)
     if changed == ["compiler_options"] and current["platform"] == "cpu":
         advice = (f"This run's options: {_compile_options.reason()}. CNNJAX_XLA_CPU_OPTIONS=0 turns them off "
-                  "(see cnnjax.train.compile_options).")
+                  "(see cnnjax.train.cpu_speed.compile_options).")
     else:
         advice = "Resume with the checkpoint's setup for that."
     warnings.warn(f"fit: the checkpoint in {directory} was written by steps compiled otherwise than this "
@@ -248,7 +247,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         learning_rates: Sequence[float] | None = None, checkpoint_dir: str | None = None,
         checkpoint_every: int | None = None, keep: int = 3, resume: bool = False,
         meta: dict | None = None, notes: dict | None = None, progress: bool = True, log_every: int = 20,
-        on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000):
+        on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000,
+        cpu_forms: bool | None = None, keep_freed_memory: bool = False):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
@@ -269,6 +269,10 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     history: dict of per-epoch lists: "epoch", "loss" and "accuracy" (means over the epoch's training steps),
     "images_per_s" (training images / wall seconds of the epoch's steps; the first epoch includes compilation),
     "seconds" and, with validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
+    loop: "auto" (a fixed rule), "measure", "scan", "step" or "unroll" (see the module docstring).
+    cpu_forms: run the steps' convolutions and pools in XLA:CPU's faster forms (None: on a CPU backend).
+    keep_freed_memory: set glibc's malloc to keep freed memory in the process (faster steps on a CPU; changes
+    the whole process, see `cpu_speed.host_memory`).
     """
     check_model("fit", model)
     images, labels = as_arrays(data, examples="training examples")
@@ -336,11 +340,15 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if learning_rates is not None:
         tx = with_update_scale(tx)
 
-    if jax.default_backend() == "cpu":
-        keep_freed_memory()     # XLA:CPU re-faults each step's temporaries in otherwise (host_memory.py)
+    for name, flag in (("keep_freed_memory", keep_freed_memory), ("cpu_forms", cpu_forms)):
+        if not (isinstance(flag, (bool, np.bool_)) or (name == "cpu_forms" and flag is None)):
+            raise TypeError(f"fit: {name} must be True or False{' or None' if name == 'cpu_forms' else ''}, "
+                            f"got {flag!r}.")
+    if keep_freed_memory and jax.default_backend() == "cpu":
+        _keep_freed_memory()     # XLA:CPU re-faults each step's temporaries in otherwise (host_memory.py)
     is_ensemble = ensemble > 1 or learning_rates is not None
     strategy = make_strategy(parallel, model, tx, label_smoothing=label_smoothing, dtype=dtype,
-                             ensemble=is_ensemble)
+                             ensemble=is_ensemble, cpu_forms=cpu_forms)
     warn_note(strategy)
     if batch_size % strategy.n_devices:
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
@@ -379,10 +387,13 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         partial = saved_meta.get("partial")
         _check_compiled_with(saved_meta, _compiled_with(strategy), ckpt.directory)
     step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
-    if loop == "auto":
-        loop = _auto_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
-                          steps_per_epoch=steps_per_epoch, saved=saved_meta.get("loop"),
-                          progress=progress)
+    if loop in ("auto", "measure") and saved_meta.get("loop") in loop_choice.FORMS:
+        loop = saved_meta["loop"]           # a resumed run keeps its form
+    elif loop == "auto":
+        loop = _rule_loop(model, strategy, input_shape, batch_size, dtype, progress)
+    elif loop == "measure":
+        loop = _measured_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
+                              steps_per_epoch=steps_per_epoch, progress=progress)
     chunk = (loop_choice.unroll_steps if loop == "unroll" else loop_choice.chunk_steps)(steps_per_epoch)
     train_chunk = strategy.train_unrolled if loop == "unroll" else strategy.train_chunk
 
@@ -482,10 +493,26 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     return strategy.canonical(placed), history
 
 
-def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_epoch, saved, progress) -> str:
-    """`loop="auto"`: the form a resumed run used, else the faster one measured on batches of epoch 0."""
-    if saved in loop_choice.FORMS:
-        return saved
+def _rule_loop(model, strategy, input_shape, batch_size, dtype, progress) -> str:
+    """`loop="auto"`: `loop_choice.rule` of the backend and of the XLA convolutions the step keeps."""
+    platform = jax.local_devices()[0].platform
+    convolutions = 0
+    if platform == "cpu":
+        x = jax.ShapeDtypeStruct((max(batch_size // strategy.n_devices, 1), *input_shape), dtype or jnp.float32)
+        key = jax.random.PRNGKey(0)
+        variables = jax.eval_shape(partial(model.init, train=False), {"params": key, "dropout": key}, x)
+        convolutions = loop_choice.xla_convolutions(partial(model.apply, train=False), variables, x,
+                                                    cpu_forms=strategy.cpu_forms)
+    choice = loop_choice.rule(platform, convolutions)
+    if progress:
+        print(f"fit: loop='auto' takes {choice!r} ({platform}, {convolutions} XLA convolution"
+              f"{'s' if convolutions != 1 else ''} in the step; loop='measure' times the forms instead).",
+              flush=True)
+    return choice
+
+
+def _measured_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_epoch, progress) -> str:
+    """`loop="measure"`: the fastest form, measured on batches of epoch 0."""
     if steps_per_epoch <= loop_choice.PROBE_STEPS:
         return "step"
     order = epoch_order(seed, 0, len(images))
@@ -500,7 +527,7 @@ def _auto_loop(strategy, placed, images, labels, *, batch_size, seed, steps_per_
     choice = loop_choice.agreed_choice(loop_choice.choose(measured))
     if progress:
         extra = f", {measured['unroll']:,.0f} in unrolled chunks of {unroll}" if "unroll" in measured else ""
-        print(f"fit: loop='auto' measured {measured['scan']:,.0f} images/s in a {measured['scan_steps']}-step "
+        print(f"fit: loop='measure' measured {measured['scan']:,.0f} images/s in a {measured['scan_steps']}-step "
               f"scan{extra} and "
               f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
               f"using {choice!r}.", flush=True)

@@ -28,9 +28,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import ensemble as _ensemble
-from .compile_options import compiler_options_for
-from .compile_options import jit as _jit
-from .compile_options import pmap as _pmap
+from .cpu_speed.compile_options import compiler_options_for
+from .cpu_speed.compile_options import jit as _jit
+from .cpu_speed.compile_options import pmap as _pmap
 from .steps import make_eval_step, make_train_chunk, make_train_step
 
 PARALLEL_MODES = ("none", "pmap", "shard")
@@ -49,6 +49,7 @@ class Strategy:
     note: str = ""
     train_unrolled: Callable | None = None   # as train_chunk, with the K steps unrolled (no while loop)
     compiler_options: dict | None = None     # the XLA options its steps compile with (compile_options.py)
+    cpu_forms: bool = False                  # whether its steps use cpu_speed.with_cpu_forms
 
 
 def _first(tree):
@@ -56,8 +57,11 @@ def _first(tree):
 
 
 def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=None,
-                  ensemble: bool = False) -> Strategy:
-    """Build the `Strategy` for `kind` in PARALLEL_MODES; `ensemble` vmaps every step over a member axis."""
+                  ensemble: bool = False, cpu_forms: bool | None = None) -> Strategy:
+    """Build the `Strategy` for `kind` in PARALLEL_MODES; `ensemble` vmaps every step over a member axis.
+
+    `cpu_forms`: the steps run their convolutions and max/min pools in XLA:CPU's faster forms
+    (`cpu_speed.with_cpu_forms`); None: where the steps run on CPU devices."""
     if kind not in PARALLEL_MODES:
         raise ValueError(f"make_strategy: unknown parallel mode {kind!r}; valid: {', '.join(PARALLEL_MODES)}.")
     if ensemble and kind != "none":
@@ -66,23 +70,33 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
     if jax.process_count() > 1 and kind != "shard":
         raise ValueError(f"make_strategy: {jax.process_count()} processes need parallel='shard' "
                          f"(got {kind!r}); the sharded mode is the one that spans hosts.")
-    kw = dict(label_smoothing=label_smoothing, dtype=dtype)
+    devices = jax.local_devices() if kind != "shard" else jax.devices()
+    if cpu_forms is None:
+        cpu_forms = devices[0].platform == "cpu"
+    kw = dict(label_smoothing=label_smoothing, dtype=dtype, cpu_forms=bool(cpu_forms))
     if kind == "none":
-        step = make_train_step(model, tx, **kw)
-        ev = make_eval_step(model, **kw)
-        if ensemble:
-            step, ev = _ensemble.vmap_train_step(step), _ensemble.vmap_eval_step(ev)
-        device = jax.local_devices()[0]
-        jit = partial(_jit, platform=device.platform)   # jax.jit, with XLA:CPU's options on a CPU
-        put = lambda *xs, stacked=False: tuple(jax.device_put(x, device) for x in xs)  # noqa: E731
-        return Strategy("none", 1, jit(step, donate_argnums=0),
-                        jit(make_train_chunk(step), donate_argnums=0), jit(ev),
-                        lambda s: jax.device_put(s, device), lambda s: s, put,
-                        train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0),
-                        compiler_options=compiler_options_for(device.platform))
-    if kind == "pmap":
-        return _pmap_strategy(model, tx, kw)
-    return _shard_strategy(model, tx, kw)
+        strategy = _single_strategy(model, tx, kw, ensemble)
+    elif kind == "pmap":
+        strategy = _pmap_strategy(model, tx, kw)
+    else:
+        strategy = _shard_strategy(model, tx, kw)
+    strategy.cpu_forms = kw["cpu_forms"]
+    return strategy
+
+
+def _single_strategy(model, tx, kw, ensemble) -> Strategy:
+    step = make_train_step(model, tx, **kw)
+    ev = make_eval_step(model, **kw)
+    if ensemble:
+        step, ev = _ensemble.vmap_train_step(step), _ensemble.vmap_eval_step(ev)
+    device = jax.local_devices()[0]
+    jit = partial(_jit, platform=device.platform)   # jax.jit, with XLA:CPU's options on a CPU
+    put = lambda *xs, stacked=False: tuple(jax.device_put(x, device) for x in xs)  # noqa: E731
+    return Strategy("none", 1, jit(step, donate_argnums=0),
+                    jit(make_train_chunk(step), donate_argnums=0), jit(ev),
+                    lambda s: jax.device_put(s, device), lambda s: s, put,
+                    train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0),
+                    compiler_options=compiler_options_for(device.platform))
 
 
 def _pmap_strategy(model, tx, kw) -> Strategy:

@@ -41,7 +41,7 @@ Every hyperparameter lives in :class:`SpeedrunConfig`, with its unit. The ideas,
   batch (``loop="step"``; the batch is still gathered on the device). The scan removes per-step dispatch, which
   matters on accelerators, but on XLA:CPU a scan with convolutions in its body can be several times slower
   (jax-ml/jax#12868; it depends on the model). So ``loop="auto"`` times both on this machine before the clock
-  starts (:func:`cnnjax.train.loop_choice.measure_step_and_scan`: about 0.25 s of per-step calls, at least 3,
+  starts (:func:`cnnjax.train.cpu_speed.loop_choice.measure_step_and_scan`: about 0.25 s of per-step calls, at least 3,
   then a scan of as many steps, run once or twice) and keeps the faster. A slow scan makes the probe long: on
   the 2-core CPU of experiments/SPEED.md the full CIFAR-10 network ran 202 images/s per step and 9 in a scan,
   and its probe took 254 s; ``loop="step"`` skips it.
@@ -88,9 +88,10 @@ from cnnjax import functional as F
 from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, _check_widths, whitening_kernel, with_whitening
 from cnnjax.sampling import spread_indices
 
-from . import compile_options
-from .host_memory import keep_freed_memory
-from .loop_choice import choose, measure_step_and_scan
+from .cpu_speed import compile_options
+from .cpu_speed.host_memory import keep_freed_memory as _keep_freed_memory
+from .cpu_speed.swap import with_cpu_forms
+from .cpu_speed.loop_choice import choose, measure_step_and_scan
 from .steps import loss_scale_for, scaled_value_and_grad
 
 __all__ = ["SpeedrunConfig", "SpeedrunState", "train_speedrun", "lr_factor", "lookahead_decay_at",
@@ -383,8 +384,9 @@ def _normalise(images_u8, mean, std, dtype):
 class _Recipe:
     """The jittable pieces of one run, closed over the static configuration."""
 
-    def __init__(self, config: SpeedrunConfig, n: int):
+    def __init__(self, config: SpeedrunConfig, n: int, cpu_forms: bool = False):
         self.config = config
+        self.cpu_forms = cpu_forms
         self.dtype = DTYPES[config.dtype]
         self.model = SpeedrunNet(widths=tuple(config.widths), logit_scale=config.logit_scale,
                                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
@@ -420,7 +422,8 @@ class _Recipe:
     def grad(self, params, stats, x, y):
         """``((loss, new batch_stats), d loss / d params)``; the backward pass runs on ``loss * loss_scale``
         and the (float32) gradients are divided by it again."""
-        return scaled_value_and_grad(self.loss, self.loss_scale)(params, stats, x, y)
+        loss = with_cpu_forms(self.loss) if self.cpu_forms else self.loss
+        return scaled_value_and_grad(loss, self.loss_scale)(params, stats, x, y)
 
     def step(self, state: SpeedrunState, data: _Data, perm, i, epoch, key):
         """One training step on batch ``i`` of the epoch's permutation ``perm``."""
@@ -502,12 +505,12 @@ def _programs_for(config: SpeedrunConfig, n: int, image_shape: tuple, backend: s
     """The :class:`_Programs` of this configuration (the ``_PROGRAMS_KEPT`` most recently used are kept); with
     ``reuse=False`` new ones, which leave the kept ones alone."""
     if not reuse:
-        return _Programs(_Recipe(config, n))
+        return _Programs(_Recipe(config, n, cpu_forms=backend == "cpu"))
     # Global settings that change what jit would compile are part of the key, as they are of jit's own cache.
     settings = tuple(str(getattr(jax.config, name, None)) for name in (
         "jax_default_device", "jax_default_matmul_precision", "jax_enable_x64", "jax_threefry_partitionable"))
     key = (config, n, image_shape, backend, str(jax.devices()[0]), settings)
-    programs = _PROGRAMS.pop(key, None) or _Programs(_Recipe(config, n))
+    programs = _PROGRAMS.pop(key, None) or _Programs(_Recipe(config, n, cpu_forms=backend == "cpu"))
     _PROGRAMS[key] = programs
     while len(_PROGRAMS) > _PROGRAMS_KEPT:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -558,7 +561,7 @@ def _check_split(images, labels, name: str, num_classes: int = 10):
 
 def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed: int = 0, loop: str = "auto",
                    progress: bool = False, eval_each_epoch: bool = False, reuse_compiled: bool = True,
-                   **overrides) -> dict:
+                   keep_freed_memory: bool = False, **overrides) -> dict:
     """Trains :class:`SpeedrunNet` with the recipe of the module docstring and evaluates it on the test split.
 
     Args:
@@ -576,6 +579,8 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
         seed runs warm executables: on a GPU the first execution of a new executable pays one-time costs
         (allocations, library set-up), which airbench94's 2.34 s leaves out (the mean of its runs 1-24, not its
         cold run 0). ``False``: compile (and probe) afresh, and keep nothing.
+      keep_freed_memory: set glibc's malloc to keep freed memory in the process (faster on a CPU; process-wide,
+        see :mod:`cnnjax.train.cpu_speed.host_memory`).
       **overrides: any :class:`SpeedrunConfig` field, e.g. ``epochs=2, batch_size=256, widths=(16, 32, 32),
         dtype="bfloat16"``.
 
@@ -614,8 +619,8 @@ def train_speedrun(train_images, train_labels, test_images, test_labels, *, seed
         raise ValueError(f"{where}: batch_size={config.batch_size} is larger than the {n} training images; use a "
                          f"batch size <= {n}.")
     backend = jax.default_backend()
-    if backend == "cpu":
-        keep_freed_memory()     # see host_memory.py
+    if keep_freed_memory and backend == "cpu":
+        _keep_freed_memory()     # see cpu_speed/host_memory.py
     programs = _programs_for(config, n, tuple(train_images.shape[1:]), backend, reuse_compiled)
     recipe = programs.recipe
     spe, total = recipe.steps_per_epoch, recipe.total_steps

@@ -12,6 +12,7 @@ the batch mean's small backward signals.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import jax
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from .cpu_speed.swap import with_cpu_forms
 from .state import TrainState
 
 
@@ -70,7 +72,8 @@ def scaled_value_and_grad(fn: Callable, scale: float) -> Callable:
 
 
 def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
-                    dtype=None, axis_name: str | None = None, loss_scale: float | None = None) -> Callable:
+                    dtype=None, axis_name: str | None = None, loss_scale: float | None = None,
+                    cpu_forms: bool = False) -> Callable:
     """Return ``train_step(state, images[B,H,W,C], labels[B]) -> (state, {"loss", "accuracy"})``.
 
     The dropout key is ``fold_in(state.rng, state.step)``, further folded with the device index when
@@ -81,6 +84,9 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
     again; None (the default) picks :func:`loss_scale_for` ``(dtype, B)``: B rounded down to a power of two for
     float16, 1 otherwise (bfloat16 has float32's exponent range and needs none). Static, so a float16 step
     whose scaled signals overflow gets non-finite gradients.
+
+    `cpu_forms`: differentiate the loss with its convolutions and max/min pools in their XLA:CPU forms
+    (:func:`cnnjax.train.cpu_speed.with_cpu_forms`; the same values to float rounding, faster on a CPU).
     """
     if loss_scale is not None and not (isinstance(loss_scale, (int, float)) and 0 < loss_scale < float("inf")):
         raise ValueError(f"make_train_step: loss_scale={loss_scale!r} must be a finite number > 0, or None "
@@ -105,7 +111,8 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
             return loss, (logits, new_stats)
 
         scale = loss_scale_for(dtype, images.shape[0]) if loss_scale is None else float(loss_scale)
-        (loss, (logits, new_stats)), grads = scaled_value_and_grad(loss_fn, scale)(state.params)
+        objective = with_cpu_forms(loss_fn) if cpu_forms else loss_fn
+        (loss, (logits, new_stats)), grads = scaled_value_and_grad(objective, scale)(state.params)
         accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
         if axis_name is not None:
             grads, loss, accuracy, new_stats = lax.pmean((grads, loss, accuracy, new_stats), axis_name)
@@ -125,7 +132,8 @@ def make_train_chunk(train_step: Callable, *, unroll: bool = False) -> Callable:
     return chunk
 
 
-def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name: str | None = None) -> Callable:
+def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name: str | None = None,
+                   cpu_forms: bool = False) -> Callable:
     """``eval_step(state, images[B,...], labels[B], weights[B]) -> {"loss_sum", "correct", "count"}``.
 
     Sums are weighted by `weights` (1 for real rows, 0 for padding), so a padded last batch counts exactly;

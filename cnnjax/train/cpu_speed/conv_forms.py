@@ -1,36 +1,31 @@
-"""Equivalent implementations of the convolution in :func:`cnnjax.functional.conv`, chosen per backend.
+"""Equivalent forms of a convolution that XLA:CPU trains faster than one ``lax.conv_general_dilated``.
 
-Both compute, for a channels-last input ``x (N, *spatial, C)`` and a kernel ``(*k, C, F)`` (groups = 1)::
+Each computes, for a channels-last input ``x (N, *spatial, C)`` and a kernel ``(*k, C, F)`` (groups = 1)::
 
     y[n, o, f] = sum_{j, c} x_pad[n, o * s + j * d, c] * kernel[j, c, f]      (o, j, s, d per spatial axis)
 
 with ``x_pad`` the input padded by ``(lo, hi)`` zeros per spatial axis, and
 ``out = (n + lo + hi - d * (k - 1) - 1) // s + 1`` cells per spatial axis.
 
-- :func:`conv_xla`: one ``lax.conv_general_dilated``; the form every backend gets by default.
+- :func:`conv_xla`: one ``lax.conv_general_dilated`` (what :func:`cnnjax.functional.conv` computes).
 - :func:`conv_im2col`: the patch matrix ``P (N, *out, prod(k) * C)`` is built from ``prod(k)`` strided slices of
   ``x_pad`` concatenated on the channel axis (slice order = the kernel's row-major offsets, so ``P`` lines up with
   ``kernel.reshape(prod(k) * C, F)``), then ``y = P @ kernel.reshape(prod(k) * C, F)``: one matrix product.
   Its gradients are again slices, pads and matrix products.
 - :func:`conv_im2col_vjp`: :func:`conv_im2col` with a custom VJP whose kernel gradient is
-  ``dk = P^T @ dy`` written as ``dot_general(P, dy)``, the patch matrix first. JAX's own transpose of the
-  matrix product puts ``dy`` first, and XLA:CPU then writes ``dy`` transposed inside the fusion of everything
-  before it (BatchNorm's and dropout's gradients in the Flax example CNN): that one fusion took 10 ms of a 65 ms
-  step; transposing the thin patch matrix (``prod(k) * C <= 32`` columns) instead costs ~1 ms.
+  ``dk = P^T @ dy`` written as ``dot_general(P, dy)``, the patch matrix first (JAX's own transpose of the matrix
+  product puts ``dy`` first, which XLA:CPU then transposes inside the fusion of everything before it).
 - :func:`conv_split_grad`: :func:`conv_xla` forward and input gradient, with the kernel gradient computed by
-  XLA for batch chunks of ``SPLIT_GRAD_CHUNK`` images and summed (the kernel gradient is a sum over the batch).
-  XLA:CPU computes it as a convolution whose "batch" is the channel axis and whose features are the images;
-  for a whole batch of 128 that took 3-4x longer per image than for chunks of 8 (Flax example CNN's 32->64
-  conv: 25.4 ms vs 7.0 ms; ResNet-20's 16->16 conv at 32x32: 21.5 vs 5.3 ms), and 4x its forward pass.
+  XLA for batch chunks of ``SPLIT_GRAD_CHUNK`` images and summed (the kernel gradient is a sum over the batch):
+  XLA:CPU computes each chunk's kernel gradient faster per image than the whole batch's.
 
-:func:`conv_general` picks one at lowering time with ``lax.platform_dependent``: on XLA:CPU the im2col form (with
-its custom VJP) for ungrouped convolutions whose patch matrix is small (``prod(k) * C <= IM2COL_MAX_DEPTH``),
-where it was measured faster, forward and backward, than XLA:CPU's convolution, and the split kernel gradient
-for every other convolution whose batch is larger than one chunk (``experiments/bench_cpu_ops.py``; figures in
-``experiments/SPEED.md``); the XLA convolution everywhere else (GPU, TPU, small batches) and inside
-:func:`cnnjax.functional.plain_lax` (forward-mode autodiff). The results agree to float rounding (different
-summation order); ``tests/test_bench_impls.py`` holds the forms against each other (values and gradients),
-``tests/test_conv.py`` the dispatched op against a NumPy loop and TensorFlow.
+Which convolution takes which form (:func:`uses_im2col`, :func:`uses_split_grad`): the im2col form for ungrouped
+convolutions whose patch matrix is thin (``prod(k) * C <= IM2COL_MAX_DEPTH``), the split kernel gradient for every
+other convolution whose batch is larger than one chunk. The two custom-VJP forms give reverse mode to any order
+and no forward mode, so they are for a training step's reverse-mode gradient only (:mod:`.swap` puts them
+there). All forms agree with :func:`conv_xla` to float rounding (another summation order);
+``tests/test_cpu_speed.py`` holds them against it, values and gradients. The measurements behind the rules are
+in ``experiments/SPEED.md`` (``experiments/bench_cpu_ops.py``).
 """
 from __future__ import annotations
 
@@ -41,15 +36,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.functional import fast_paths
-
-__all__ = ["conv_xla", "conv_im2col", "conv_im2col_vjp", "conv_split_grad", "conv_general", "uses_im2col",
-           "uses_split_grad", "IM2COL_MAX_DEPTH", "SPLIT_GRAD_CHUNK"]
+__all__ = ["conv_xla", "conv_im2col", "conv_im2col_vjp", "conv_split_grad", "uses_im2col", "uses_split_grad",
+           "IM2COL_MAX_DEPTH", "SPLIT_GRAD_CHUNK"]
 
 # Largest patch depth prod(kernel_size) * in_channels for which XLA:CPU gets the im2col form.
 IM2COL_MAX_DEPTH = 32
-# Images per batch chunk of conv_split_grad's kernel gradient (measured: 4-16 all ~3x faster than the whole
-# batch of 128 on the 2-core CPU; 8 is within 10% of the best on every layer measured).
+# Images per batch chunk of conv_split_grad's kernel gradient (experiments/SPEED.md: 4 to 16 measured alike).
 SPLIT_GRAD_CHUNK = 8
 
 
@@ -136,8 +128,7 @@ def conv_split_grad(x, kernel, *, strides, padding, dilation, groups=1, dimensio
 
     The kernel gradient sums over the batch, so ``dk = sum_c dk(x[c], dy[c])`` over any split of the batch
     into chunks ``c``; XLA:CPU computes each chunk's 3-4x faster per image than the whole batch's (see the
-    module docstring). A ``jax.custom_vjp``: reverse mode to any order, no forward mode (see
-    :func:`cnnjax.functional.plain_lax`).
+    module docstring). A ``jax.custom_vjp``: reverse mode to any order, no forward mode.
     """
     chunk = SPLIT_GRAD_CHUNK if chunk is None else chunk
     plain = lambda x, k: conv_xla(x, k, strides=strides, padding=padding, dilation=dilation,  # noqa: E731
@@ -163,24 +154,3 @@ def uses_split_grad(kernel_shape, groups: int, batch: int) -> bool:
 def uses_im2col(kernel_shape, groups: int) -> bool:
     """Whether XLA:CPU gets the im2col form for a kernel ``(*k, C // groups, F)`` (see the module docstring)."""
     return groups == 1 and math.prod(kernel_shape[:-1]) <= IM2COL_MAX_DEPTH
-
-
-def conv_general(x, kernel, *, strides, padding, dilation, groups, dimension_numbers, precision=None):
-    """The convolution of ``cnnjax.functional.conv``: on CPU :func:`conv_im2col_vjp` where :func:`uses_im2col`
-    says so and :func:`conv_split_grad` where :func:`uses_split_grad` does (neither inside ``plain_lax()``),
-    :func:`conv_xla` otherwise (chosen when the computation is lowered for its platform)."""
-    kw = dict(strides=tuple(strides), padding=tuple(tuple(p) for p in padding), dilation=tuple(dilation))
-    xla = lambda x, k: conv_xla(x, k, groups=groups, dimension_numbers=dimension_numbers,  # noqa: E731
-                                precision=precision, **kw)
-    channels_last = dimension_numbers[0][-1] == "C"
-    if not fast_paths.enabled():
-        return xla(x, kernel)
-    if uses_im2col(kernel.shape, groups):
-        cpu = lambda x, k: conv_im2col_vjp(x, k, channels_last=channels_last, precision=precision,  # noqa: E731
-                                           **kw)
-    elif uses_split_grad(kernel.shape, groups, x.shape[0]):
-        cpu = lambda x, k: conv_split_grad(x, k, groups=groups, dimension_numbers=dimension_numbers,  # noqa: E731
-                                           precision=precision, **kw)
-    else:
-        return xla(x, kernel)
-    return lax.platform_dependent(x, kernel, cpu=cpu, default=xla)

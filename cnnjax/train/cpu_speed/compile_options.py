@@ -23,9 +23,9 @@ process of a multi-process run makes the same decision where, as usual, they sha
 trainer and the benchmarks use it. :func:`pmap` does the same for ``jax.pmap``, which takes no ``compiler_options``:
 it compiles ahead of time, once per distinct set of argument shapes and dtypes. In your own loop::
 
-    from cnnjax.train import compile_options
+    from cnnjax.train.cpu_speed import compile_options
     step = compile_options.jit(train_step, donate_argnums=0)
-    # or: jax.jit(train_step, compiler_options=cnnjax.train.cpu_compiler_options())   (None: jax's defaults)
+    # or: jax.jit(train_step, compiler_options=cnnjax.train.cpu_speed.cpu_compiler_options())   (None: jax's defaults)
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""An equivalent implementation of window max/min pooling for XLA:CPU, where ``lax.reduce_window``'s gradient
-(``select_and_scatter_add``) is slow: about 10x slower than the form below for a 2x2 max pool on 26x26x32 at
-batch 128 (``experiments/bench_cpu_ops.py``, figures in ``experiments/SPEED.md``).
+"""An equivalent form of window max/min pooling for XLA:CPU, where the gradient of ``lax.reduce_window``
+(``select_and_scatter_add``) is slow (figures in ``experiments/SPEED.md``, from ``experiments/bench_cpu_ops.py``).
 
 For non-overlapping windows (stride == window, no padding) over the spatial axes of ``x``::
 
@@ -9,7 +8,8 @@ For non-overlapping windows (stride == window, no padding) over the spatial axes
 
 computed as a max over the ``prod(p)`` strided slices ``x[:, j::p, ..., :]``. The gradient goes, as in
 ``reduce_window``'s, to the *first* maximal cell of each window in row-major window order (ties never split), so
-both forms return the same values and the same gradients.
+both forms return the same values and, for windows without a NaN, the same gradients (at a NaN the two send
+the gradient to different cells; the trainer stops on a non-finite loss anyway). A ``jax.custom_vjp``: reverse mode to any order, no forward mode.
 """
 from __future__ import annotations
 

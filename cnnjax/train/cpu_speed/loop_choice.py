@@ -1,28 +1,31 @@
-"""Which loop form trains fastest on this machine: measured at the start of `fit(loop="auto")` (and of
-`train_speedrun(loop="auto")`, :func:`measure_step_and_scan`), not assumed.
+"""The loop form of a training run: per step, a ``lax.scan`` chunk or an unrolled chunk.
 
-The three forms compute the same steps: ``"step"`` dispatches one jitted step per batch; ``"scan"`` runs a
-chunk of steps in one jitted ``lax.scan``; ``"unroll"`` runs a short chunk (:func:`unroll_steps`, <= 8) as one
-jitted program with the steps unrolled, no while loop. Which is fastest depends on the backend and on the
-model: on GPU/TPU the scan removes the per-step dispatch and host work (the anchors in
-../shared/anchors/RESULTS.md: 336k vs 27.7k images/s on an H100); on XLA:CPU it removed a fixed per-step cost
-for the lecture's ``mnist_cnn``, but a scan whose body holds XLA convolutions takes a slow path there
-(jax-ml/jax#12868: 6.5-7x slower for the Flax example CNN), while the unrolled chunk of that model ran 1.3x the
-per-step loop (experiments/SPEED.md). So :func:`measure_loops` times each form on copies of the training state,
-with real batches of the run, and :func:`choose` keeps the fastest.
+The three forms compute the same steps (to float rounding, not bit for bit: each is another XLA program):
+``"step"`` dispatches one jitted step per batch; ``"scan"`` runs a chunk of steps in one jitted ``lax.scan``;
+``"unroll"`` runs a short chunk (:func:`unroll_steps`, <= 8) as one jitted program with the steps unrolled, no
+while loop. Which is fastest depends on the backend and on the model: on GPU/TPU the scan removes the per-step
+dispatch and host work; on XLA:CPU it removes a fixed per-step cost too, but a scan whose body holds XLA
+convolutions takes a slow path there (jax-ml/jax#12868), while an unrolled chunk does not.
 
-In a run of several processes, every decision the probe takes from its timings (whether to make a call, and
-the choice) is process 0's (:func:`agreed_choice`), since each call is a collective.
+:func:`rule` is what ``fit(loop="auto")`` takes, the same on every run of the same model on the same backend (so
+two runs with one seed give the same bits): on an accelerator the scan; on a CPU the scan when the step keeps no
+XLA convolution (:func:`xla_convolutions`: every convolution in the im2col form of :mod:`.conv_forms`, as in the
+lecture's one-conv models), unrolled chunks when it keeps a few (up to ``UNROLL_MAX_CONVOLUTIONS``), and one step
+per call for deeper models (ResNets), whose unrolled chunks compile slowly and run no faster. The measurements
+behind the rule are in ``experiments/SPEED.md``.
 
-Cost: one compilation of each form (the step's, and the unrolled chunk's at the run's length, are reused by the
-run) plus a few steps of each after its warm-up call (a form whose warm-up call already shows it 3x slower than
-per-step training is not run again), and, where the short scan loses narrowly, one more compilation (the run's,
-reused if the run then scans) and two calls of a scan at the run's length (each at most ``LONG_SCAN_SECONDS``
-at the fastest form's rate, so up to ``SCAN_CONTENDS`` times that at the scan's); the training state itself is
-not touched. :func:`measure_step_and_scan`
-(the speedrun trainer's) costs one per-step call, about ``PROBE_SECONDS`` of per-step calls (at least 2) and a
-scan of as many steps: its compilation (reused by the run only where that is an epoch's length) and one run, or
-two where the first is within 1.5x of the per-step form.
+``fit(loop="measure")`` times the forms instead (:func:`measure_loops`, on copies of the training state) and keeps
+the fastest (:func:`choose`); two such runs can pick different forms on a noisy machine, and so end in other bits.
+In a run of several processes, every decision the probe takes from its timings (whether to make a call, and the
+choice) is process 0's (:func:`agreed_choice`), since each call is a collective.
+
+Cost of the measurement: one compilation of each form (the step's, and the unrolled chunk's at the run's length,
+are reused by the run) plus a few steps of each after its warm-up call (a form whose warm-up call already shows
+it 3x slower than per-step training is not run again), and, where the short scan loses narrowly, one more
+compilation (the run's, reused if the run then scans) and two calls of a scan at the run's length (each at most
+``LONG_SCAN_SECONDS`` at the fastest form's rate). :func:`measure_step_and_scan` (the speedrun trainer's) costs
+one per-step call, about ``PROBE_SECONDS`` of per-step calls (at least 2) and a scan of as many steps: its
+compilation and one run, or two where the first is within 1.5x of the per-step form.
 """
 from __future__ import annotations
 
@@ -32,8 +35,11 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax.extend.core import jaxprs_in_params
 
-__all__ = ["measure_loops", "measure_step_and_scan", "choose", "agreed_choice", "chunk_steps", "unroll_steps",
+from . import conv_forms, swap
+
+__all__ = ["rule", "xla_convolutions", "UNROLL_MAX_CONVOLUTIONS", "measure_loops", "measure_step_and_scan", "choose", "agreed_choice", "chunk_steps", "unroll_steps",
            "unroll_probe", "PROBE_STEPS", "SCAN_PROBE_STEPS", "PROBE_SECONDS", "SCAN_CONTENDS",
            "LONG_SCAN_SECONDS", "FORMS"]
 
@@ -45,6 +51,35 @@ COMPILE_ALLOWANCE_S = 10.0   # what a warm-up call may spend compiling before it
 PROBE_SECONDS = 0.25     # what measure_step_and_scan aims to spend timing the per-step form
 SCAN_CONTENDS = 1.5      # a short scan within this factor of the fastest form is timed again at the run's length
 LONG_SCAN_SECONDS = 5.0  # ... unless one call of that length would take longer than this at the fastest rate
+UNROLL_MAX_CONVOLUTIONS = 4   # rule(): a CPU step with more XLA convolutions than this runs one step per call
+
+
+def rule(platform: str, convolutions: int) -> str:
+    """The loop form of ``fit(loop="auto")`` for a step on `platform` that keeps `convolutions` XLA convolutions
+    (:func:`xla_convolutions`): see the module docstring."""
+    if platform != "cpu" or convolutions == 0:
+        return "scan"
+    return "unroll" if convolutions <= UNROLL_MAX_CONVOLUTIONS else "step"
+
+
+def xla_convolutions(fn: Callable, *args, cpu_forms: bool = True) -> int:
+    """How many convolutions of ``fn(*args)`` stay XLA convolutions: with `cpu_forms` (as
+    :func:`.swap.with_cpu_forms` runs it), all but those in the im2col form; without, all. Traced only: `args`
+    may be ``jax.ShapeDtypeStruct``."""
+    closed = jax.make_jaxpr(fn)(*args)
+    return _count_convolutions(closed.jaxpr, cpu_forms)
+
+
+def _count_convolutions(jaxpr, cpu_forms: bool) -> int:
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            form = (swap.conv_form_of(eqn.params, eqn.invars[0].aval.shape, eqn.invars[1].aval.shape)
+                    if cpu_forms else None)
+            count += getattr(form, "func", None) is not conv_forms.conv_im2col_vjp
+        for inner in jaxprs_in_params(eqn.params):
+            count += _count_convolutions(inner, cpu_forms)
+    return count
 
 
 def _from_process0(value: int) -> int:
