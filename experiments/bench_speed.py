@@ -122,16 +122,14 @@ def train_flops_per_image(model_name):
     """Training FLOPs per image (3 x forward) of the linen form of the model, counted at batch 1."""
     import jax
     import jax.numpy as jnp
-    from cnnjax.functional import plain_lax
     spec = bench_peers.SPECS[model_name]
-    if spec["layers"] is None:     # a zoo model: its cnnjax form, traced with the plain lax ops (one branch)
+    if spec["layers"] is None:     # a zoo model: its cnnjax form (plain lax ops)
         model = bench_peers.cnnjax_model(model_name)
     else:
         model = bench_peers.LinenSpecModel(tuple(spec["layers"]), spec["init"])
     x = jnp.zeros((1, *spec["input_shape"]), jnp.float32)
-    with plain_lax():
-        variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
-        return 3 * forward_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+    return 3 * forward_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
 
 
 def matmul_ceiling(n=8192, repeats=10):

@@ -1,5 +1,6 @@
-"""fit(loop="auto") and the speedrun's measure_step_and_scan: the loop form is measured, the probe leaves the
-state alone, the choice survives a resume, and chunked scans compute exactly what per-step training computes."""
+"""fit's loop forms: loop="auto" takes a fixed rule (the same bits on every run), loop="measure" and the speedrun's
+measure_step_and_scan time the forms, the probe leaves the state alone, the choice survives a resume, and chunked
+scans compute exactly what per-step training computes."""
 import time
 
 import jax
@@ -95,17 +96,29 @@ def test_chunked_loops_equal_per_step_training(tmp_path, loop):
                  s_chunk.params)
 
 
-def test_auto_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path, capsys):
+def test_auto_takes_the_rule_and_two_runs_give_the_same_bits(capsys):
+    """Two default fit runs with one seed: the same loop form (the rule's, printed) and bit-identical weights."""
+    x, y = toy_data(160)
+    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=3, epochs=1)
+    first, _ = fit(TinyCNN(), (x, y), **kw)
+    out = capsys.readouterr().out
+    assert "fit: loop='auto' takes" in out and "XLA convolution" in out
+    second, _ = fit(TinyCNN(), (x, y), progress=False, **kw)
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_measure_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path, capsys):
     x, y = toy_data(160)
     kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=1, checkpoint_dir=str(tmp_path))
-    fit(TinyCNN(), (x, y), epochs=1, loop="auto", **kw)
+    fit(TinyCNN(), (x, y), epochs=1, loop="measure", **kw)
     out = capsys.readouterr().out
-    assert "fit: loop='auto' measured" in out and "-step scan" in out
+    assert "fit: loop='measure' measured" in out and "-step scan" in out
     chosen = next(f for f in loop_choice.FORMS if f"using {f!r}" in out)
     ckpt = Checkpointer(str(tmp_path))
     assert ckpt.read_meta()["loop"] == chosen
     ckpt.close()
-    fit(TinyCNN(), (x, y), epochs=2, loop="auto", resume=True, **kw)
+    fit(TinyCNN(), (x, y), epochs=2, loop="measure", resume=True, **kw)
     assert "measured" not in capsys.readouterr().out            # no second measurement on resume
 
 
@@ -253,5 +266,5 @@ def test_fit_times_the_long_scan_on_an_epoch_of_one_chunk(monkeypatch, capsys):
     real_choose = loop_choice.choose
     monkeypatch.setattr(loop_choice, "choose", lambda m: "step" if m.get("scan_steps") == 2 else real_choose(m))
     x, y = toy_data(160)
-    fit(TinyCNN(), (x, y), epochs=1, batch_size=16, loop="auto", seed=0, optimizer="adam", learning_rate=1e-2)
+    fit(TinyCNN(), (x, y), epochs=1, batch_size=16, loop="measure", seed=0, optimizer="adam", learning_rate=1e-2)
     assert "images/s in a 10-step scan" in capsys.readouterr().out

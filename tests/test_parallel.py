@@ -76,14 +76,14 @@ def test_two_processes_equal_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_agree_on_the_loop_probe(tmp_path):
-    """Process 0 alone takes the long-scan branch of loop="auto"'s probe; the others follow its decisions
+    """Process 0 alone takes the long-scan branch of loop="measure"'s probe; the others follow its decisions
     (loop_choice._agreed), or they would call different collectives and hang."""
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, WORKER, "auto", str(tmp_path / "unused"), str(port), str(i), "2"],
                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(e.decode()[-2000:] for _, e in outs)
-    lines = [next(line for line in o.decode().splitlines() if line.startswith("fit: loop='auto'")) for o, _ in outs]
+    lines = [next(line for line in o.decode().splitlines() if line.startswith("fit: loop='measure'")) for o, _ in outs]
     assert all("in a 8-step scan" in line for line in lines), lines     # both timed the run-length scan
     assert len({line.rsplit("using ", 1)[1] for line in lines}) == 1, lines
 

@@ -82,13 +82,13 @@ def job_distributed(out, port, pid, nproc):
 
 
 def job_auto(out, port, pid, nproc):
-    """fit(loop="auto") over 2 processes, where process 0 alone is made to want the long scan probe (its short
+    """fit(loop="measure") over 2 processes, where process 0 alone is made to want the long scan probe (its short
     scan "loses narrowly"): every probe call is a collective, so the processes must follow process 0."""
     import jax
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
                                process_id=int(pid))
     from cnnjax.train import fit
-from cnnjax.train.cpu_speed import loop_choice
+    from cnnjax.train.cpu_speed import loop_choice
     if int(pid) == 0:
         real_choose = loop_choice.choose
         loop_choice.SCAN_CONTENDS = 1e9
@@ -96,7 +96,7 @@ from cnnjax.train.cpu_speed import loop_choice
             real_choose(m))
     x, y = toy_data(256)                      # 8 steps an epoch at batch 32: the probe runs (more than 4 steps)
     fit(TinyCNN(), (x, y), optimizer="adam", learning_rate=1e-2, epochs=1, batch_size=32, parallel="shard",
-        progress=True, seed=5)
+        progress=True, seed=5, loop="measure")
 
 
 def job_train(out, ckpt_dir, resume, loop="auto"):

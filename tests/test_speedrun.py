@@ -318,12 +318,11 @@ def _init_bias_gradients(x, y, **overrides):
     from cnnjax.train.speedrun import _normalise, _Recipe
 
     recipe = _Recipe(SpeedrunConfig(**dict(MNIST, widths=(8, 16, 16), **overrides)), len(x))
-    with F.plain_lax():
-        state = jax.jit(recipe.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 1), recipe.dtype))
-        state, mean, std = jax.jit(recipe.prepare)(state, jnp.asarray(x))
-        batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
-        loss = lambda p, b: recipe.loss(p, state.batch_stats, b, jnp.asarray(y))[0]      # noqa: E731
-        grads = jax.jit(jax.grad(loss))(state.params, batch)
+    state = jax.jit(recipe.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 1), recipe.dtype))
+    state, mean, std = jax.jit(recipe.prepare)(state, jnp.asarray(x))
+    batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
+    loss = lambda p, b: recipe.loss(p, state.batch_stats, b, jnp.asarray(y))[0]      # noqa: E731
+    grads = jax.jit(jax.grad(loss))(state.params, batch)
     return {name: float(jnp.linalg.norm(grads[name]["bias"])) for name in ("whiten", "block1_norm1",
                                                                          "block2_norm1")}
 
@@ -355,16 +354,15 @@ def _init_gradients(x, y, variants, widths=(8, 16, 16)):
 
     base = dict(widths=widths, batch_size=len(x))
     out = []
-    with F.plain_lax():
-        first = _Recipe(SpeedrunConfig(**base), len(x))
-        state = jax.jit(first.init)(jax.random.key(0), jnp.zeros((1, *x.shape[1:]), jnp.float32))
-        state, mean, std = jax.jit(first.prepare)(state, jnp.asarray(x))
-        for overrides in variants:
-            recipe = _Recipe(SpeedrunConfig(**base, **overrides), len(x))
-            batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
-            _, grads = jax.jit(recipe.grad)(state.params, state.batch_stats, batch, jnp.asarray(y))
-            out.append({f"{layer}/{name}": np.asarray(g, np.float64) for layer, leaves in grads.items()
-                        for name, g in leaves.items() if (layer, name) != ("whiten", "kernel")})
+    first = _Recipe(SpeedrunConfig(**base), len(x))
+    state = jax.jit(first.init)(jax.random.key(0), jnp.zeros((1, *x.shape[1:]), jnp.float32))
+    state, mean, std = jax.jit(first.prepare)(state, jnp.asarray(x))
+    for overrides in variants:
+        recipe = _Recipe(SpeedrunConfig(**base, **overrides), len(x))
+        batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
+        _, grads = jax.jit(recipe.grad)(state.params, state.batch_stats, batch, jnp.asarray(y))
+        out.append({f"{layer}/{name}": np.asarray(g, np.float64) for layer, leaves in grads.items()
+                    for name, g in leaves.items() if (layer, name) != ("whiten", "kernel")})
     return out
 
 
@@ -442,15 +440,14 @@ def test_fast_weights_train_between_lookahead_steps():
     recipe = _Recipe(config, len(x))
     leaf = lambda tree: np.asarray(tree["head"]["kernel"])     # noqa: E731
     history = []
-    with F.plain_lax():                     # jitted, with plain lax ops: op by op, this took ~35 s
-        state = jax.jit(recipe.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-        state, mean, std = jax.jit(recipe.prepare)(state, jnp.asarray(x))
-        data = _Data(jnp.asarray(x), jnp.asarray(y), jnp.zeros(len(x), bool), mean, std)
-        step = jax.jit(recipe.step)
-        for i in range(3):
-            before = state
-            state = step(state, data, jnp.arange(len(x)), jnp.int32(i), jnp.int32(0), jax.random.key(1))
-            history.append((leaf(before.params), leaf(state.params), leaf(before.slow[0]), leaf(state.slow[0])))
+    state = jax.jit(recipe.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    state, mean, std = jax.jit(recipe.prepare)(state, jnp.asarray(x))
+    data = _Data(jnp.asarray(x), jnp.asarray(y), jnp.zeros(len(x), bool), mean, std)
+    step = jax.jit(recipe.step)
+    for i in range(3):
+        before = state
+        state = step(state, data, jnp.arange(len(x)), jnp.int32(i), jnp.int32(0), jax.random.key(1))
+        history.append((leaf(before.params), leaf(state.params), leaf(before.slow[0]), leaf(state.slow[0])))
     for fast_before, fast_after, slow_before, slow_after in history[:2]:      # steps 1 and 2: no lookahead
         assert not np.allclose(fast_after, fast_before)                      # the fast weights trained
         np.testing.assert_array_equal(slow_after, slow_before)               # the slow ones stayed

@@ -247,7 +247,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path)
     (dict(batch_size=1000), ValueError, "batch_size 1000 is larger than the 64 training examples"),
     (dict(optimizer="lamb"), ValueError, "unknown optimizer 'lamb'; valid names: sgd, adam, adamw"),
     (dict(learning_rate=-1.0), ValueError, "learning_rate must be a finite number > 0, got -1.0"),
-    (dict(loop="fast"), ValueError, "unknown loop 'fast'; valid: auto, scan, step, unroll"),
+    (dict(loop="fast"), ValueError, "unknown loop 'fast'; valid: auto, measure, scan, step, unroll"),
     (dict(parallel="tpu"), ValueError, "unknown parallel mode 'tpu'; valid: none, pmap, shard"),
     (dict(resume=True), ValueError, "resume=True needs a checkpoint_dir"),
     (dict(optimizer=3), TypeError, "optimizer must be a name or an optax.GradientTransformation"),

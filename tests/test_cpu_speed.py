@@ -1,8 +1,8 @@
-"""The per-backend implementations in cnnjax.functional (conv_impl, pool_impl) against the plain lax forms.
+"""The trainer's XLA:CPU forms (cnnjax.train.cpu_speed: conv_forms, pool_forms, and the swap that puts them into a
+loss) against the plain lax ops of cnnjax.functional.
 
-Both forms are called directly here (whatever the backend), so the test checks the equivalence that the dispatch
-in conv.py / pool.py relies on; tests/test_conv.py and tests/test_pool.py check the dispatched functions against
-a NumPy loop and TensorFlow.
+The forms are called directly here (whatever the backend), so the test checks the equivalence that the swap
+relies on; tests/test_conv.py and tests/test_pool.py check the functional ops against a NumPy loop and TensorFlow.
 """
 import jax
 import jax.numpy as jnp
@@ -12,12 +12,12 @@ from hypothesis import given, settings, strategies as st
 from jax import lax
 
 from cnnjax import shapes
-from cnnjax.train.cpu_speed import conv_forms, pool_forms
+from cnnjax.train.cpu_speed import conv_forms, loop_choice, pool_forms, swap
 from cnnjax.testing import reference, strategies as cst
 
 
 def _case(cfg, seed, strides=None):
-    """(x, k, kwargs of the conv_impl forms, data format, lhs/rhs/out layout names) for a drawn config."""
+    """(x, k, kwargs of the conv_forms, data format, lhs/rhs/out layout names) for a drawn config."""
     n = len(cfg["kernel_shape"]) - 2
     _, pairs, strides, dilation, fmt = shapes.conv_pairs(
         cfg["input_shape"], cfg["kernel_shape"], cfg["strides"] if strides is None else strides, cfg["padding"],
@@ -98,7 +98,7 @@ def test_split_grad_equals_xla_conv_values_and_gradients(cfg, seed, chunk):
 
 
 def test_cpu_form_choice():
-    """Which convolutions take which XLA:CPU form (the measured rules of conv_impl's docstring)."""
+    """Which convolutions take which XLA:CPU form (the rules of conv_forms' docstring)."""
     assert conv_forms.uses_im2col((3, 3, 1, 32), 1) and conv_forms.uses_im2col((3, 3, 3, 32), 1)
     assert not conv_forms.uses_im2col((3, 3, 32, 64), 1) and not conv_forms.uses_im2col((3, 3, 1, 32), 2)
     assert conv_forms.uses_split_grad((3, 3, 32, 64), 1, 128)            # Flax example CNN, mnist_cnn2 conv2
@@ -108,26 +108,22 @@ def test_cpu_form_choice():
     assert not conv_forms.uses_split_grad((3, 3, 1, 32), 1, 128)         # im2col first
 
 
-def test_fast_paths_and_forward_mode():
-    """The CPU forms carry custom VJPs, which forward mode cannot pass; plain_lax() traces the lax forms,
-    whose tangents match a central finite difference."""
+def test_functional_ops_take_forward_mode_and_the_swap_does_not():
+    """The functional ops are plain lax: jax.jvp works on them (tangents match a central finite difference) on
+    every backend; the trainer's swapped loss carries custom VJPs, so forward mode is refused there (it is for
+    reverse-mode training steps only)."""
     from cnnjax import functional as F
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((2, 6, 6, 1)), jnp.float32)
-    k = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.float32)     # 9 * 1 <= 32: the im2col form on CPU
+    k = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.float32)     # 9 * 1 <= 32: the im2col form
     t = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
     f = lambda x: F.max_pool(F.conv2d(x, k, padding="same"), 2)
-    if jax.default_backend() == "cpu":
-        with pytest.raises(TypeError, match="custom_vjp"):
-            jax.jvp(f, (x,), (t,))
-    with F.plain_lax():
-        _, tangent = jax.jvp(f, (x,), (t,))
-        assert F.conv2d(x, k).shape == (2, 4, 4, 4)
+    _, tangent = jax.jvp(f, (x,), (t,))
     eps = 1e-3
     numeric = (f(x + eps * t) - f(x - eps * t)) / (2 * eps)
     np.testing.assert_allclose(tangent, numeric, rtol=2e-2, atol=2e-2)
-    from cnnjax.functional import fast_paths
-    assert fast_paths.enabled()       # the context restored the default
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(swap.with_cpu_forms(f), (x,), (t,))
 
 
 def test_im2col_lecture_example():
@@ -175,16 +171,111 @@ def test_applies_only_to_plain_windows():
 @pytest.mark.parametrize("shape,kshape,padding", [((2, 6, 6, 1), (3, 3, 1, 8), "same"),      # im2col form
                                                   ((20, 6, 5, 32), (3, 3, 32, 64), "same"),  # split kernel grad
                                                   ((19, 7, 7, 16), (3, 3, 16, 8), "valid")])
-def test_dispatched_conv_equals_plain_lax(shape, kshape, padding):
-    """F.conv2d as dispatched (its CPU form here) against the same call traced inside plain_lax()."""
+def test_swapped_loss_equals_plain_lax(shape, kshape, padding):
+    """A loss of F.conv2d and F.max_pool with the CPU forms swapped in (what the trainer differentiates) against
+    the plain loss: the same values and gradients to float rounding, and the forms are really in the program."""
     from cnnjax import functional as F
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     k = jnp.asarray(rng.standard_normal(kshape) / np.sqrt(np.prod(kshape[:3])), jnp.float32)
-    loss = lambda x, k: jnp.sum(jnp.tanh(F.conv2d(x, k, padding=padding)))
-    got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, k)
-    with F.plain_lax():
-        want = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, k)
+    loss = lambda x, k: jnp.sum(jnp.tanh(F.max_pool(F.conv2d(x, k, padding=padding), 2)))
+    fast = swap.with_cpu_forms(loss)
+    text = str(jax.make_jaxpr(fast)(x, k))
+    assert "custom_vjp_call" in text and "reduce_window_max" not in text
+    assert ("conv_general_dilated" in text) == (kshape[2] * 9 > conv_forms.IM2COL_MAX_DEPTH)  # im2col: no conv
+    got = jax.jit(jax.value_and_grad(fast, argnums=(0, 1)))(x, k)
+    want = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, k)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
     for g, w in zip(got[1], want[1]):
         np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4)
+
+
+def test_swap_reaches_into_jit_and_keeps_other_primitives():
+    """Convolutions inside a nested jax.jit are swapped too; a scan, BatchNorm-style reductions, dropout's random
+    bits and outputs of several kinds (pytrees, has_aux) pass through unchanged."""
+    from cnnjax import functional as F
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((4, 8, 8, 1)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 1, 2)), jnp.float32)
+
+    @jax.jit
+    def inner(x, k):
+        return F.max_pool(F.conv2d(x, k), 2)
+
+    def fn(x, k, key):
+        y = F.dropout(inner(x, k), 0.5, rng=key)
+        total, _ = lax.scan(lambda c, row: (c + jnp.sum(row), None), 0.0, y)
+        return {"total": total, "mean": jnp.mean(y, axis=(0, 1, 2))}, y.shape[0]
+
+    key = jax.random.key(0)
+    text = str(jax.make_jaxpr(swap.with_cpu_forms(fn))(x, k, key))
+    assert "reduce_window_max" not in text and "conv_general_dilated" not in text
+    got, want = swap.with_cpu_forms(fn)(x, k, key), fn(x, k, key)
+    assert jax.tree.structure(got) == jax.tree.structure(want) and got[1] == 4
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got[0], want[0])
+
+
+@pytest.mark.parametrize("name,size", [("mnist_cnn2", 28), ("resnet20", 12)])
+def test_swapped_model_loss_equals_plain(name, size):
+    """A zoo model's training loss (BatchNorm statistics as an output, dropout) with and without the swap, in
+    float64, where the two agree to 1e-10 (in float32, ResNet-20's gradients differ in the third digit: rounding
+    of another summation order, amplified through 19 BatchNorms)."""
+    from cnnjax import models
+    model = models.get(name)
+    with jax.enable_x64(True):
+        x = jax.random.uniform(jax.random.key(1), (10, size, size, models.input_shape(name)[-1]), jnp.float64)
+        variables = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(0), x[:1]))
+        rest = {k: v for k, v in variables.items() if k != "params"}
+
+        def loss(params):
+            kw = {"mutable": list(rest)} if rest else {}
+            out = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.key(2)}, **kw)
+            logits, updates = out if rest else (out, {})
+            return jnp.mean(logits ** 2), updates
+
+        (lw, uw), gw = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+        (lg, ug), gg = jax.jit(jax.value_and_grad(swap.with_cpu_forms(loss), has_aux=True))(variables["params"])
+    np.testing.assert_allclose(lg, lw, rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), (ug, gg), (uw, gw))
+
+
+def test_conv_form_of_leaves_unsupported_convolutions_alone():
+    """Transposed (lhs-dilated) convolutions, other kernel layouts and a requested output dtype keep XLA's."""
+    from cnnjax import functional as F
+    x = jnp.ones((2, 5, 5, 1))
+
+    def forms(fn, *args):
+        jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+        return [swap.conv_form_of(e.params, e.invars[0].aval.shape, e.invars[1].aval.shape)
+                for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+
+    assert forms(lambda x: F.conv_transpose(x, jnp.ones((3, 3, 1, 2)), strides=2), x) == [None]
+    oihw = lambda x: lax.conv_general_dilated(x, jnp.ones((2, 1, 3, 3)), (1, 1), "VALID",  # noqa: E731
+                                              dimension_numbers=("NHWC", "OIHW", "NHWC"))
+    assert forms(oihw, x) == [None]
+    typed = lambda x: lax.conv_general_dilated(x, jnp.ones((3, 3, 1, 2)), (1, 1), "VALID",  # noqa: E731
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                               preferred_element_type=jnp.float32)
+    assert forms(typed, x) == [None]
+    assert forms(lambda x: F.conv2d(x, jnp.ones((3, 3, 1, 2))), x)[0].func is conv_forms.conv_im2col_vjp
+
+
+def test_loop_rule():
+    """fit(loop="auto")'s rule: the scan off the CPU and for steps without XLA convolutions; unrolled chunks for
+    a few; one step per call for deep models. The counts of the zoo's models, traced."""
+    from cnnjax import models
+    assert loop_choice.rule("gpu", 18) == "scan" and loop_choice.rule("cpu", 0) == "scan"
+    assert loop_choice.rule("cpu", 1) == "unroll" and loop_choice.rule("cpu", loop_choice.UNROLL_MAX_CONVOLUTIONS) \
+        == "unroll"
+    assert loop_choice.rule("cpu", loop_choice.UNROLL_MAX_CONVOLUTIONS + 1) == "step"
+    counts = {}
+    for name in ("mnist_cnn", "mnist_cnn2", "cifar10_cnn", "resnet20"):
+        model = models.get(name)
+        x = jax.ShapeDtypeStruct((16, *models.input_shape(name)), jnp.float32)
+        variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        apply = lambda v, x: model.apply(v, x, train=False)      # noqa: E731
+        counts[name] = (loop_choice.xla_convolutions(apply, variables, x),
+                        loop_choice.xla_convolutions(apply, variables, x, cpu_forms=False))
+    # mnist_cnn / cifar10_cnn: one 3x3 conv on 1 or 3 channels (im2col); mnist_cnn2: + a 32->64 conv;
+    # ResNet-20: 19 3x3 convs (the first one im2col) and 2 strided 1x1 projections
+    assert counts == {"mnist_cnn": (0, 1), "mnist_cnn2": (1, 2), "cifar10_cnn": (0, 1), "resnet20": (18, 19)}
