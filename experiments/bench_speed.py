@@ -6,12 +6,15 @@ warm-up, synchronised at the end of each timed run, median over `--repeats` runs
 Every row runs in its own process (`--no-isolate` to share one), one after the other, with the load average
 (/proc/loadavg) recorded before and after it. Batch 128, float32, the optimizer of the model's recipe.
 ``--malloc keep`` (default) runs every row, whatever its framework, with glibc keeping freed memory in the
-process (what ``cnnjax.train.fit`` sets for itself on CPU: ``cnnjax/train/host_memory.py``); ``--malloc default``
+process (what ``cnnjax train`` and ``fit(keep_freed_memory=True)`` set: ``cnnjax/train/cpu_speed/host_memory.py``);
+``--malloc default``
 runs every row with glibc's defaults.
 
 Rows are ``framework:model:mode``:
-- ``cnnjax:M:fit``: the form ``fit(loop="auto")`` picks here (it times step, scan and unrolled chunks first,
-  `loop_choice.py`), with fit's chunk length; the table shows the choice, and the probe's figures go to the JSON.
+- ``cnnjax:M:fit``: the form ``fit(loop="auto")`` takes (the fixed rule of `cpu_speed/loop_choice.py`), with
+  fit's chunk length; ``cnnjax:M:measure``: the form ``fit(loop="measure")`` picks here (it times step, scan and
+  unrolled chunks first); the table shows the form, and the probe's figures go to the JSON. Every cnnjax row
+  runs its step as `fit` does: on a CPU with the XLA:CPU forms swapped into the loss (`cpu_speed/swap.py`).
 - ``cnnjax:M:step``: `cnnjax.train`'s jitted step, one call per batch, batch gathered on the host and put on the
   device (what ``fit(loop="step")`` does); ``scanK`` / ``unrollK``: K steps in one jitted `lax.scan`
   (``fit(loop="scan")`` with K = steps per segment) / the same scan fully unrolled (no while loop);
@@ -171,13 +174,26 @@ class CnnjaxRunner:
         self._create = lambda s: create_state(self.model, self.tx, input_shape=self.shape,
                                               key=jax.random.PRNGKey(s))
         self.measured = None
-        if form == "fit":     # what cnnjax.train.fit(loop="auto") runs: its measured choice and chunk length
+        cpu_forms = jax.default_backend() == "cpu"      # fit's default: the XLA:CPU forms in the step on a CPU
+        steps_per_epoch = len(data[0]) // batch
+        if form == "fit":     # what cnnjax.train.fit(loop="auto") runs: its rule's form and chunk length
+            import jax.numpy as jnp
+
+            from cnnjax.train.cpu_speed import loop_choice
+            x = jax.ShapeDtypeStruct((batch, *self.shape), jnp.float32)
+            variables = jax.eval_shape(self.model.init, jax.random.PRNGKey(0), x)
+            convolutions = loop_choice.xla_convolutions(lambda v, x: self.model.apply(v, x, train=False),
+                                                        variables, x, cpu_forms=cpu_forms)
+            form = loop_choice.rule(jax.default_backend(), convolutions)
+            form = {"step": "step", "scan": f"scan{loop_choice.chunk_steps(steps_per_epoch)}",
+                    "unroll": f"unroll{loop_choice.unroll_steps(steps_per_epoch)}"}[form]
+            self.form = form
+        elif form == "measure":     # what fit(loop="measure") runs: its measured choice and chunk length
             from cnnjax.train import make_strategy
             from cnnjax.train.cpu_speed import loop_choice
             strategy = make_strategy("none", self.model, self.tx)
             rows = lambda i: np.arange(i * batch, (i + 1) * batch) % len(data[0])   # noqa: E731
             probe = lambda i: (data[0][rows(i)], data[1][rows(i)])                 # noqa: E731
-            steps_per_epoch = len(data[0]) // batch
             self.measured = loop_choice.measure_loops(strategy, strategy.place_state(self._create(seed)), probe,
                                                       batch_size=batch,
                                                       unroll=loop_choice.unroll_probe(steps_per_epoch),
@@ -187,7 +203,7 @@ class CnnjaxRunner:
                     "unroll": f"unroll{loop_choice.unroll_steps(steps_per_epoch)}"}[form]
             self.form = form
         self.chunk = 1 if form == "step" else int(form.lstrip("scanunrol"))
-        step = make_train_step(self.model, self.tx)
+        step = make_train_step(self.model, self.tx, cpu_forms=cpu_forms)
         if form == "step":
             body = lambda st, x, y: step(st, x, y)   # noqa: E731
         elif form.startswith("scan"):
@@ -200,7 +216,7 @@ class CnnjaxRunner:
             self.fn = jit(lambda st, xd, yd, idx: body(st, xd[idx], yd[idx]), donate_argnums=0)
         else:
             self.fn = jit(body, donate_argnums=0)
-        self.eval_step = jit(make_eval_step(self.model))
+        self.eval_step = jit(make_eval_step(self.model, cpu_forms=cpu_forms))
         self.reset(seed)
 
     def reset(self, seed):
@@ -305,8 +321,9 @@ def run_row(row, data, a):
     t = time.perf_counter()
     runner = RUNNERS[fw](model, mode, data, a.batch, a.seeds[0])
     out["setup_s"] = time.perf_counter() - t
+    if getattr(runner, "form", None):
+        out["mode"] = f"{mode} -> {runner.form}"
     if getattr(runner, "measured", None):
-        out["mode"] = f"fit -> {runner.form}"
         out["auto_probe"] = runner.measured
     k = runner.chunk
     steps_per_epoch = n // a.batch
@@ -557,7 +574,7 @@ def rows_for(a, backend):
 
 def _mode_ok(fw, mode):
     if fw == "cnnjax":
-        return mode.split("-")[0].rstrip("0123456789") in ("fit", "step", "scan", "unroll")
+        return mode.split("-")[0].rstrip("0123456789") in ("fit", "measure", "step", "scan", "unroll")
     return mode in (["host"] if fw == "linen" else ["eager", "compile", "compile-ro"])
 
 
