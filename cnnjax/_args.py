@@ -2,10 +2,16 @@
 
 Every public op and shape formula accepts the same forms of arguments; this module turns them into one canonical
 form and raises a ValueError/TypeError that names the function, the argument, the value and what is valid.
+
+Array dimensions may also be ``jax.export`` symbolic sizes (``jax.export.symbolic_shape("b")``): :func:`is_dim`
+accepts them, and :func:`surely` decides a comparison only where it holds for every value of the symbols (a
+check that cannot be decided for a symbolic size is skipped, not failed). jax is imported lazily, and only once
+it is loaded already: without jax there are no symbolic sizes.
 """
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Sequence, Tuple, Union
 
 Padding = Union[str, int, Sequence[int], Sequence[Tuple[int, int]]]
@@ -23,6 +29,52 @@ _RANK_NAMES = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_symbolic(value) -> bool:
+    """Whether ``value`` is a ``jax.export`` symbolic dimension size (e.g. ``b`` or ``2*b + 1``)."""
+    if isinstance(value, (numbers.Number, str, bytes, tuple, list)) or value is None or "jax" not in sys.modules:
+        return False
+    from jax import export
+    return bool(export.is_symbolic_dim(value))
+
+
+def is_dim(value) -> bool:
+    """An array dimension size: an int (Python or NumPy, not a bool) or a ``jax.export`` symbolic size."""
+    return _is_int(value) or is_symbolic(value)
+
+
+def as_dim(value):
+    """A dimension as a Python int, or the symbolic size itself."""
+    return value if is_symbolic(value) else int(value)
+
+
+def has_symbolic(values) -> bool:
+    """Whether any entry of a (nested) tuple/list of dimensions is symbolic."""
+    return any(has_symbolic(v) if isinstance(v, (tuple, list)) else is_symbolic(v) for v in values)
+
+
+def surely(compare) -> bool:
+    """``compare()`` (a comparison of dimensions) as a bool where it can be decided; False where it cannot (a
+    comparison of ``jax.export`` symbolic sizes that holds for some of their values and not for others). A check
+    ``if surely(lambda: k > n): raise ...`` thus raises for every concrete bad value and skips what a symbolic
+    size leaves open."""
+    try:
+        return bool(compare())
+    except Exception as err:  # noqa: BLE001 - only jax's InconclusiveDimensionOperation is swallowed
+        if "jax" in sys.modules:
+            from jax.errors import InconclusiveDimensionOperation
+            if isinstance(err, InconclusiveDimensionOperation):
+                return False
+        raise
+
+
+def dim_max(a, b):
+    """``max(a, b)`` of dimensions; for symbolic sizes ``jax.export``'s symbolic max (often simplified away)."""
+    if is_symbolic(a) or is_symbolic(b):
+        from jax import core
+        return core.max_dim(a, b)
+    return max(a, b)
 
 
 def as_int_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> Tuple[int, ...]:
@@ -105,5 +157,5 @@ def padding(value: Padding, n: int, fn: str) -> Union[str, Pairs]:
 
 
 def fmt_sizes(sizes: Sequence[int]) -> str:
-    """(5, 5) -> '5x5'."""
-    return "x".join(str(int(s)) for s in sizes)
+    """(5, 5) -> '5x5' (a symbolic size as jax prints it)."""
+    return "x".join(str(as_dim(s)) for s in sizes)

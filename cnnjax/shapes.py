@@ -13,6 +13,14 @@ and the total padding ``max((out - 1) * s + k_eff - n, 0)`` is split with the ex
 
 Parameters: a conv layer has ``prod(kernel) * (D / groups) * K + K`` (the lecture's ``K*F*F*D + K``), a dense
 layer ``in * units + units``.
+
+Symbolic sizes: the batch, spatial and channel sizes of a shape may be ``jax.export`` symbolic dimensions (e.g.
+``jax.export.symbolic_shape("b")``, for exporting a model with a symbolic batch); the formulas then return
+symbolic sizes (``floordiv(h - 3, 2) + 1``). A check that cannot be decided for every value of the symbols (a
+kernel larger than a symbolic input ``h``?) is skipped, not failed: jax.export checks the concrete shapes when
+the exported function is called. Kernel sizes, strides, dilations, paddings, pool sizes and groups stay ints;
+``ceil_mode=True`` raises ValueError where whether the last partial window is kept depends on a symbolic size's
+value. No jax import here: ``cnnjax._args`` detects symbols (lazily, once jax is loaded).
 """
 from __future__ import annotations
 
@@ -56,8 +64,9 @@ def check_flag(value, name, fn) -> bool:
 
 
 def _check_dim(value, what, fn, *, minimum=1, where=""):
-    """One dimension of a shape: an int (Python or NumPy, not a bool) of at least ``minimum``."""
-    if not _args._is_int(value) or value < minimum:
+    """One dimension of a shape: an int (Python or NumPy, not a bool) of at least ``minimum``, or a ``jax.export``
+    symbolic size (rejected only where it is surely below ``minimum``)."""
+    if not _args.is_dim(value) or _args.surely(lambda: value < minimum):
         need = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{fn}: {what} {value!r}{where} must be {need}.")
 
@@ -80,7 +89,7 @@ def _axis_pair(size, kernel_size, strides, padding, dilation, fn) -> Tuple[int, 
         if key == "VALID":
             return 0, 0
         out = -(-size // strides)
-        total = max((out - 1) * strides + effective_kernel_size(kernel_size, dilation) - size, 0)
+        total = _args.dim_max((out - 1) * strides + effective_kernel_size(kernel_size, dilation) - size, 0)
         return total // 2, total - total // 2
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
         (pair,) = _args.padding([tuple(padding)], 1, fn)
@@ -90,9 +99,9 @@ def _axis_pair(size, kernel_size, strides, padding, dilation, fn) -> Tuple[int, 
 
 
 def _check_axis(size, kernel_size, strides, dilation, fn, *, kernel_name="kernel_size"):
-    """Checks the scalar arguments of a one-axis formula; returns them as Python ints."""
+    """Checks the scalar arguments of a one-axis formula; returns them as Python ints (a symbolic size as it is)."""
     _check_dim(size, "input size", fn)
-    return (int(size), _int_arg(kernel_size, kernel_name, fn), _int_arg(strides, "strides", fn),
+    return (_args.as_dim(size), _int_arg(kernel_size, kernel_name, fn), _int_arg(strides, "strides", fn),
             _int_arg(dilation, "dilation", fn))
 
 
@@ -131,7 +140,7 @@ def _conv_axis(size, kernel_size, strides, padding, dilation, fn):
     size, kernel_size, strides, dilation = _check_axis(size, kernel_size, strides, dilation, fn)
     lo, hi = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
     k_eff = effective_kernel_size(kernel_size, dilation)
-    if k_eff > size + lo + hi:
+    if _args.surely(lambda: k_eff > size + lo + hi):
         raise ValueError(
             f"{fn}: kernel {kernel_size} (dilation {dilation}, spans {k_eff}) is larger than the padded input "
             f"{size + lo + hi} with padding={padding!r}; use padding='same' or a smaller kernel.")
@@ -151,12 +160,12 @@ def unused_input(size: int, kernel_size: int, strides: int = 1, padding="valid",
     size, kernel_size, strides, dilation = _check_axis(size, kernel_size, strides, dilation, fn)
     lo, _ = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
     last_covered = -lo + (out - 1) * strides + effective_kernel_size(kernel_size, dilation)
-    return max(0, size - last_covered)
+    return _args.dim_max(0, size - last_covered)
 
 
 def _split_shape(input_shape, n, fmt, fn):
     """(batch, spatial, channels) of an input shape, checked: rank ``n + 2``, a batch >= 0 (an empty batch is a
-    real array), spatial sizes and channels >= 1, all ints."""
+    real array), spatial sizes and channels >= 1, all ints or ``jax.export`` symbolic sizes."""
     input_shape = _shape_tuple(input_shape, "input_shape", fn)
     if len(input_shape) != n + 2:
         layout = _args.layout_names(fmt, n)[0]
@@ -168,7 +177,7 @@ def _split_shape(input_shape, n, fmt, fn):
         what = "batch size" if axis == 0 else "input channels" if axis == channel else "input size"
         _check_dim(dim, what, fn, minimum=0 if axis == 0 else 1,
                    where=f" (axis {axis} of input shape {input_shape})")
-    input_shape = tuple(int(d) for d in input_shape)
+    input_shape = tuple(_args.as_dim(d) for d in input_shape)
     if fmt == "channels_last":
         return input_shape[0], input_shape[1:-1], input_shape[-1]
     return input_shape[0], input_shape[2:], input_shape[1]
@@ -199,7 +208,7 @@ def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1
     if not _args._is_int(groups) or groups < 1:
         raise ValueError(f"{fn}: groups={groups!r} must be an int >= 1.")
     groups = int(groups)
-    if channels % groups:
+    if _args.surely(lambda: channels % groups >= 1):
         raise ValueError(
             f"{fn}: the input has {channels} channels, which is not divisible by groups={groups}.")
     if channels // groups != k_in:
@@ -216,7 +225,7 @@ def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1
         pairs = pad
     k_eff = [effective_kernel_size(k, d) for k, d in zip(ksize, dilation)]
     padded = [size + lo + hi for size, (lo, hi) in zip(spatial, pairs)]
-    if any(ke > p for ke, p in zip(k_eff, padded)):
+    if any(_args.surely(lambda: ke > p) for ke, p in zip(k_eff, padded)):
         dil = (f" with dilation {_args.fmt_sizes(dilation)} (spans {_args.fmt_sizes(k_eff)})"
                if max(dilation) > 1 else "")
         raise ValueError(
@@ -258,7 +267,7 @@ def _transpose_axis(size, kernel_size, strides, padding, dilation, fn, given=Non
         return size * strides + max(k_eff - strides, 0) if key == "VALID" else size * strides
     lo, hi = _axis_pair(size, kernel_size, strides, padding, dilation, fn)
     out = (size - 1) * strides + k_eff - lo - hi
-    if out < 1:
+    if _args.surely(lambda: out < 1):
         raise ValueError(f"{fn}: padding={padding if given is None else given!r} removes the whole output "
                          f"(size {out}).")
     return out
@@ -302,37 +311,52 @@ def pool_output_size(size: int, pool_size: int, strides: Optional[int] = None, p
 
     ``ceil_mode=True`` (PyTorch) rounds up instead, keeping a last partial window if it starts inside the input
     or its low padding. Explicit padding must be smaller than ``pool_size`` on each side, so that every window
-    covers at least one input cell.
+    covers at least one input cell. For a ``jax.export`` symbolic size, ``ceil_mode=True`` raises ValueError
+    where whether the last partial window is kept depends on the size's value.
     """
     return _pool_axis(size, pool_size, pool_size if strides is None else strides, padding, ceil_mode,
                       "pool_output_size")[0]
 
 
-def _pool_axis(size, k, s, padding, ceil_mode, fn, axis=None, given=None):
+def _pool_axis(size, k, s, padding, ceil_mode, fn, axis=None, given=None, pair=None):
     """(out, lo, hi, extra_hi): extra_hi is the padding that ceil_mode adds past ``hi``.
 
     Every window covers at least one input cell: each side's padding is smaller than the window (with
     ``hi < k`` the last floor-mode window starts inside the input or the low padding), and ceil_mode's extra
     window is dropped unless it starts inside the input or its low padding, as in PyTorch. ``axis`` and
-    ``given`` (the padding as the user gave it) are for the messages.
+    ``given`` (the padding as the user gave it) are for the messages; ``pair`` is the (lo, hi) already worked out
+    from ``padding`` (symbolic for "same" on a symbolic size).
     """
     size, k, s, _ = _check_axis(size, k, s, 1, fn, kernel_name="pool_size")
     ceil_mode = check_flag(ceil_mode, "ceil_mode", fn)
-    lo, hi = _axis_pair(size, k, s, padding, 1, fn)
+    lo, hi = _axis_pair(size, k, s, padding, 1, fn) if pair is None else pair
     for side, amount in (("low", lo), ("high", hi)):
-        if amount >= k:
+        if _args.surely(lambda: amount >= k):
             where = "" if axis is None else f" on spatial axis {axis}"
             raise ValueError(
                 f"{fn}: padding {amount}{where} ({side} side) must be smaller than pool_size {k} (a window "
                 f"would cover only padding); got padding={padding if given is None else given!r}.")
     padded = size + lo + hi
-    if k > padded:
+    if _args.surely(lambda: k > padded):
         raise ValueError(
             f"{fn}: pool_size {k} is larger than the padded input {padded} with padding={padding!r}; "
             f"use padding='same' or a smaller pool_size.")
     if not ceil_mode:
         return (padded - k) // s + 1, lo, hi, 0
     out = -(-(padded - k) // s) + 1
+    if _args.has_symbolic((size, lo, hi)):
+        # PyTorch's rule drops the last partial window unless it starts inside the input or its low padding:
+        # that depends on the symbolic size's value unless jax can decide it.
+        drop, keep = (_args.surely(lambda: (out - 1) * s >= size + lo),
+                      _args.surely(lambda: (out - 1) * s < size + lo))
+        if not (drop or keep):
+            raise ValueError(
+                f"{fn}: ceil_mode=True needs a concrete input size on each spatial axis, got the symbolic size "
+                f"{size}: whether the last partial window is kept depends on its value; use ceil_mode=False or "
+                f"export with a concrete spatial size.")
+        if drop:
+            out -= 1
+        return out, lo, hi, _args.dim_max(0, (out - 1) * s + k - padded)
     if (out - 1) * s >= size + lo:
         out -= 1
     return out, lo, hi, max(0, (out - 1) * s + k - padded)
@@ -362,13 +386,13 @@ def pool_geometry(input_shape, pool_size, strides=None, padding="valid", data_fo
     per_axis = [pad] * n if isinstance(pad, str) else list(pad)
     pairs = [_axis_pair(size, k, st, p, 1, fn) for size, k, st, p in zip(spatial, window, strides, per_axis)]
     padded = [size + lo + hi for size, (lo, hi) in zip(spatial, pairs)]
-    if any(k > p for k, p in zip(window, padded)):
+    if any(_args.surely(lambda: k > p) for k, p in zip(window, padded)):
         raise ValueError(
             f"{fn}: pool_size {_args.fmt_sizes(window)} is larger than the padded input "
             f"{_args.fmt_sizes(padded)} with padding={padding!r}; use padding='same' or a smaller pool_size.")
     out, extra = [], []
     for axis, (size, k, st, pair) in enumerate(zip(spatial, window, strides, pairs)):
-        o, _, _, e = _pool_axis(size, k, st, pair, ceil_mode, fn, axis, padding)
+        o, _, _, e = _pool_axis(size, k, st, pair, ceil_mode, fn, axis, padding, pair=pair)
         out.append(o)
         extra.append(e)
     pairs = tuple(pairs)
@@ -418,9 +442,9 @@ def channel_pool_geometry(input_shape, pool_size, strides=None, data_format="cha
     k = _int_arg(pool_size, "pool_size", fn)
     s = k if strides is None else _int_arg(strides, "strides", fn)
     batch, spatial, channels = _split_shape(input_shape, n, fmt, fn)
-    if k > channels:
+    if _args.surely(lambda: k > channels):
         raise ValueError(f"{fn}: pool_size={k} is larger than the {channels} input channels.")
-    if s == k and channels % k:
+    if s == k and _args.surely(lambda: channels % k >= 1):
         raise ValueError(
             f"{fn}: {channels} channels are not divisible by pool_size={k}; each output channel is the max of "
             f"{k} adjacent input channels, so use a pool_size that divides {channels}.")

@@ -70,8 +70,11 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", dilation=1, groups
     _, pairs, strides, dilation, fmt = shapes.conv_pairs(
         x.shape, kernel.shape, strides, padding, dilation, groups, fmt, fn=_fn)
     dtype = _checks.common_dtype(x, kernel)
+    # "same" on a jax.export symbolic size gives symbolic pads, which lax takes only as its own "SAME" (the rule
+    # shapes.padding_amounts follows: the odd cell at the end)
     y = lax.conv_general_dilated(
-        x.astype(dtype), kernel.astype(dtype), window_strides=strides, padding=pairs, rhs_dilation=dilation,
+        x.astype(dtype), kernel.astype(dtype), window_strides=strides,
+        padding="SAME" if _args.has_symbolic(pairs) else pairs, rhs_dilation=dilation,
         dimension_numbers=(lhs, rhs, lhs), feature_group_count=groups, precision=precision)
     return _add_bias(y, bias, kernel.shape[-1], fmt, _fn)
 

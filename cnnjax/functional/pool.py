@@ -30,6 +30,14 @@ def _window(x, pool_size, strides, padding, data_format, ceil_mode, fn):
     dims = full(window, 1)
     steps = full(strides, 1)
     pads = full([(lo, hi + e) for (lo, hi), e in zip(pairs, extra)], (0, 0))
+    if _args.has_symbolic(pads):
+        # Symbolic pads (jax.export symbolic sizes): lax takes them only as its own "SAME", which is "same"'s rule
+        # when ceil_mode adds no cells
+        if _args.has_symbolic(extra) or any(extra):
+            raise ValueError(
+                f"{fn}: ceil_mode=True on the symbolic input shape {tuple(x.shape)} adds padding that depends on the "
+                f"sizes' values, which lax.reduce_window cannot take; use ceil_mode=False or concrete spatial sizes.")
+        pads = "SAME"
     return x, dims, steps, pads, pairs, extra, fmt
 
 
@@ -74,11 +82,15 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
     x, dims, steps, pads, pairs, extra, fmt = _window(x, pool_size, strides, padding, data_format, ceil_mode, fn)
     x = _checks.floating(x, "x", fn)
     sums = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pads)
-    if all(p == (0, 0) for p in pads):    # every window is whole: one divisor, no per-cell count array
+    symbolic = pads == "SAME"             # symbolic "same" pads (see _window): no extra cells
+    if (count_include_pad and symbolic) or (not symbolic and all(p == (0, 0) for p in pads)):
+        # every window is whole (or counts its padding, and ceil_mode added no cells): one divisor
         return sums * np.array(1.0 / np.prod(dims), x.dtype)
     spatial = [x.shape[a] for a in _args.spatial_axes(fmt, x.ndim)]
     ones = jnp.ones(spatial, x.dtype)
-    if count_include_pad:
+    if symbolic:
+        count_pads = "SAME"
+    elif count_include_pad:
         ones = jnp.pad(ones, pairs, constant_values=1)
         count_pads = [(0, e) for e in extra]
     else:

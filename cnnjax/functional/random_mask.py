@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cnnjax import _args
+
 __all__ = ["keep_mask", "fmix32"]
 
 _GOLDEN = 0x9E3779B9
@@ -51,7 +53,9 @@ def keep_mask(rng, shape, keep_prob: float):
         raise ValueError(f"keep_mask: keep_prob={keep_prob!r} must be in [0, 1].")
     shape = tuple(shape)
     n = math.prod(shape)
-    if n >= _MAX_ELEMENTS:
+    # A jax.export symbolic shape (a symbolic batch) takes the hash: its size is assumed below 2**32 elements
+    # (whether it is cannot be decided when exporting).
+    if _args.surely(lambda: n >= _MAX_ELEMENTS):
         return jax.random.bernoulli(rng, keep_prob, shape)
     if keep_prob >= 1.0:
         return jnp.ones(shape, bool)
