@@ -168,7 +168,7 @@ def step_report(repeats: int, steps: int = 10, batch: int = BATCH) -> str:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random((batch, *spec["input_shape"]), np.float32))
     y = jnp.asarray(rng.integers(0, 10, batch))
-    compiled = jit(make_train_step(model, tx), donate_argnums=0).lower(state, x, y).compile()
+    compiled = jit(make_train_step(model, tx, cpu_forms=jax.default_backend() == "cpu"), donate_argnums=0).lower(state, x, y).compile()
     stats = compiled_stats(compiled.as_text())
     for _ in range(3):
         state, metrics = compiled(state, x, y)

@@ -1,7 +1,8 @@
 """Training throughput: one jitted step per batch ("step") against K steps in one jitted lax.scan ("scan").
 
-The figures that showed no fixed rule fits every model on CPU (`fit(loop="auto")` now times both forms at the
-start of each run, cnnjax/train/loop_choice.py). It times steady-state
+The figures that showed that the best loop form on a CPU depends on the model (`fit(loop="auto")` now follows a rule
+of how many XLA convolutions the step keeps, and `fit(loop="measure")` times the forms:
+cnnjax/train/cpu_speed/loop_choice.py). It times steady-state
 training steps (compile excluded: one warm-up call of each form first) of a `cnnjax.models` model on random
 data of the model's input shape, Adam 1e-3, float32 unless --dtype is given.
 
@@ -10,8 +11,8 @@ data of the model's input shape, Adam 1e-3, float32 unless --dtype is given.
 Prints `loop  images/s (mean ± std over repeats)`. Results on this project's 2-core CPU, jax 0.10.2, quiet machine
 (2026-11-23): mnist_cnn batch 128: step 3,291 ± 121, scan 5,388 ± 503; fashion_cnn:
 step 1,337 ± 62, scan 185 ± 5; resnet20 batch 32: step 116 ± 2, scan 8 ± 0 images/s. Convolution-heavy scans are
-slow on XLA:CPU (jax-ml/jax#12868) and others are not, hence `fit(loop="auto")` and `train_speedrun(loop="auto")`
-time the forms instead of following a rule.
+slow on XLA:CPU (jax-ml/jax#12868) and others are not. The step is fit's (on a CPU with the XLA:CPU forms swapped
+into the loss, cnnjax/train/cpu_speed/swap.py).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (a.steps, a.batch_size, *shape), dtype=np.uint8)
     y = rng.integers(0, 10, (a.steps, a.batch_size)).astype(np.int32)
-    step = make_train_step(model, tx)
+    step = make_train_step(model, tx, cpu_forms=jax.default_backend() == "cpu")
     forms = {"step": jax.jit(step, donate_argnums=0), "scan": jax.jit(make_train_chunk(step), donate_argnums=0)}
     print(f"# {a.model} batch {a.batch_size} K={a.steps} backend={jax.default_backend()} "
           f"devices={jax.device_count()} jax={jax.__version__}")

@@ -21,6 +21,9 @@ import numpy as np
 import cnnjax
 from cnnjax import functional as F
 
+# XLA's cheapest compilation (compile-bound on 2 cores; no result's maths changes)
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
 # ---------------------------------------------------------------------------------------------------- ops
 
 
@@ -154,7 +157,7 @@ def _run_parallel(case, per_item, stacked, tol):
     the single-device loop."""
     from jax.sharding import Mesh, PartitionSpec as P
     n = jax.device_count()
-    ref = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *[jax.jit(per_item)(stacked[i]) for i in range(n)])
+    ref = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *[jax.jit(per_item, compiler_options=FAST_COMPILE)(stacked[i]) for i in range(n)])
     out = {}
     try:
         got = jax.pmap(per_item)(stacked)
@@ -165,7 +168,7 @@ def _run_parallel(case, per_item, stacked, tol):
     try:
         mesh = Mesh(np.array(jax.devices()), ("d",))
         body = lambda xs: jax.tree_util.tree_map(lambda y: y[None], per_item(xs[0]))  # noqa: E731
-        got = jax.jit(_shard(body, mesh, P))(stacked)
+        got = jax.jit(_shard(body, mesh, P), compiler_options=FAST_COMPILE)(stacked)
         _close(got, ref, tol)
         out["shard_map"] = ""
     except Exception as e:   # noqa: BLE001

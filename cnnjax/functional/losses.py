@@ -36,16 +36,18 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
     ``logits (..., classes)``, ``labels (...)`` int → losses ``(...)``, in float32 at least (a bfloat16 model's
     loss is computed in float32). ``label_smoothing=a`` mixes the one-hot target with ``a / classes``.
     Labels outside ``[0, classes)`` raise ValueError where they are NumPy arrays or lists; jax arrays are not
-    read (that would wait for the device, and under ``jit`` their values are unknown).
+    read (that would wait for the device, and under ``jit`` their values are unknown). ``label_smoothing`` may be
+    a jax array (traced under ``jit``, ``vmap`` or ``grad``); its range is then not checked.
     """
     fn = "softmax_cross_entropy"
     logits = _checks.floating(logits, "logits", fn)
     labels = _check_labels(logits, labels, fn)
-    if not 0.0 <= label_smoothing < 1.0:
+    smoothing = _checks.static_number(label_smoothing, "label_smoothing", fn)   # None for a jax array
+    if smoothing is not None and not 0.0 <= smoothing < 1.0:
         raise ValueError(f"{fn}: label_smoothing={label_smoothing!r} must be in [0, 1).")
     logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
     picked = jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
-    if label_smoothing == 0.0:
+    if smoothing == 0.0:
         return -picked
     return -(1.0 - label_smoothing) * picked - label_smoothing * jnp.mean(logp, axis=-1)
 
