@@ -5,16 +5,16 @@ with respect to the layer's parameters (and its input, except for a first layer,
 never asks for). Figures are the median over ``--repeats`` timed runs of ``--calls`` calls each, after one
 compile+warm-up call, device-synchronised (``block_until_ready``). Implementations:
 
-- conv ``xla``: ``lax.conv_general_dilated`` NHWC/HWIO (what ``cnnjax.functional.conv`` did before);
+- conv ``xla``: ``lax.conv_general_dilated`` NHWC/HWIO (what ``cnnjax.functional.conv`` computes);
   ``xla_nchw``: the same conv in NCHW/OIHW with transposes around it;
   ``patches``: ``lax.conv_general_dilated_patches`` then one matmul; ``im2col``: the patches built from
-  ``kh*kw`` strided slices concatenated on the channel axis, then one matmul (``cnnjax.functional.conv_impl``);
+  ``kh*kw`` strided slices concatenated on the channel axis, then one matmul (``cnnjax.train.cpu_speed.conv_forms``);
   ``im2col_vjp``: the same with its custom VJP (kernel gradient ``dot(P, dy)``, what XLA:CPU runs for first
-  layers); ``split_grad``: the XLA conv with its kernel gradient summed over batch chunks of 8 images (what
-  XLA:CPU runs for the other convs).
+  layers in fit's CPU steps); ``split_grad``: the XLA conv with its kernel gradient summed over batch chunks of 8 images (what
+  fit's CPU steps run for the other convs).
 - pool ``reduce_window``: ``lax.reduce_window`` (its max gradient is ``select_and_scatter_add``);
   ``reshape``: non-overlapping 2x2 windows as a reshape and a max/mean over the window axes (its max gradient
-  splits ties); ``slices_vjp``: ``cnnjax.functional.pool_forms.window_extreme`` (max of strided slices, gradient
+  splits ties); ``slices_vjp``: ``cnnjax.train.cpu_speed.pool_forms.window_extreme`` (max of strided slices, gradient
   to the first maximum as reduce_window's; avg pool: as ``reshape``).
 - dense: ``x @ w + b`` at the default precision (one implementation; the reference scale for the others).
 

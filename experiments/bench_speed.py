@@ -426,9 +426,9 @@ _SET_FOR_PARENT: "set[str]" = set()      # the names of _PARENT_ONLY that main()
 
 def row_environment(malloc):
     """The environment of a row's process: with ``malloc="keep"`` glibc keeps freed memory in the process for
-    *every* framework (cnnjax.train.cpu_speed.host_memory.ENVIRONMENT: what fit() sets for itself on CPU, here given to
-    PyTorch and the linen loop too, so ratios compare like with like); ``"default"``: glibc's defaults for all,
-    cnnjax's own setting off (CNNJAX_KEEP_FREED_MEMORY=0)."""
+    *every* framework (cnnjax.train.cpu_speed.host_memory.ENVIRONMENT: what `cnnjax train` and
+    fit(keep_freed_memory=True) set, here given to PyTorch and the linen loop too, so ratios compare like with
+    like); ``"default"``: glibc's defaults for all, cnnjax's own setting off (CNNJAX_KEEP_FREED_MEMORY=0)."""
     from cnnjax.train.cpu_speed.host_memory import ENVIRONMENT
     env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT and k not in _SET_FOR_PARENT}
     if malloc == "keep":
@@ -543,8 +543,8 @@ def parse_args(argv):
     p.add_argument("--row-timeout", type=float, default=None, help="stop a row's process after this many "
                    "seconds and report it as an error (the other rows go on)")
     p.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                   help="glibc malloc settings of every row's process: 'keep' freed memory (what cnnjax's fit "
-                        "sets on CPU; given to every framework), or glibc's 'default' for all (see row_environment)")
+                   help="glibc malloc settings of every row's process: 'keep' freed memory (what cnnjax train "
+                        "sets on a CPU; given to every framework), or glibc's 'default' for all (see row_environment)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny synthetic data, few steps, in-process")
     p.add_argument("--out", default=None, help="write OUT.md and OUT.json")
     p.add_argument("--_result", default=None, help=argparse.SUPPRESS)

@@ -7,6 +7,7 @@ relies on; tests/test_conv.py and tests/test_pool.py check the functional ops ag
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 from jax import lax
@@ -279,3 +280,42 @@ def test_loop_rule():
     # mnist_cnn / cifar10_cnn: one 3x3 conv on 1 or 3 channels (im2col); mnist_cnn2: + a 32->64 conv;
     # ResNet-20: 19 3x3 convs (the first one im2col) and 2 strided 1x1 projections
     assert counts == {"mnist_cnn": (0, 1), "mnist_cnn2": (1, 2), "cifar10_cnn": (0, 1), "resnet20": (18, 19)}
+
+
+def test_swap_leaves_alone_what_its_forms_do_not_cover():
+    """A pool window larger than the input (reduce_window gives an empty axis) and a convolution inside remat
+    keep their own primitives; the loop rule counts a remat'd convolution as an XLA convolution."""
+    x = jnp.ones((1, 1, 1, 2))
+    big = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
+    assert swap.with_cpu_forms(big)(x).shape == big(x).shape == (1, 0, 0, 2)
+    k = jnp.ones((3, 3, 1, 2))
+    conv = lambda x: lax.conv_general_dilated(x, k, (1, 1), "VALID",  # noqa: E731
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jnp.ones((2, 6, 6, 1))
+    assert loop_choice.xla_convolutions(conv, x) == 0                       # im2col at the top level
+    assert loop_choice.xla_convolutions(jax.checkpoint(conv), x) == 1       # inside remat: not swapped
+    assert "conv_general_dilated" in str(jax.make_jaxpr(swap.with_cpu_forms(jax.checkpoint(conv)))(x))
+
+
+def test_symbolic_batch_keeps_the_whole_batch_kernel_gradient():
+    """The split kernel gradient needs a concrete batch size; a symbolic one keeps XLA's convolution."""
+    from jax import export
+    b, = export.symbolic_shape("b")
+    dn = lax.conv_dimension_numbers((1, 6, 6, 32), (3, 3, 32, 64), ("NHWC", "HWIO", "NHWC"))
+    params = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), lhs_dilation=(1, 1), rhs_dilation=(1, 1),
+                  dimension_numbers=dn, feature_group_count=1, batch_group_count=1, precision=None,
+                  preferred_element_type=None)
+    assert swap.conv_form_of(params, (b, 6, 6, 32), (3, 3, 32, 64)) is None
+    assert swap.conv_form_of(params, (16, 6, 6, 32), (3, 3, 32, 64)).func is conv_forms.conv_split_grad
+
+
+def test_strategy_cpu_forms_default_and_check():
+    """make_strategy: the forms on a CPU for one device and pmap, not for the sharded mode; a non-bool refused."""
+    from cnnjax import models
+    from cnnjax.train import make_strategy
+    model, tx = models.get("fashion_dnn"), optax.sgd(0.1)
+    assert make_strategy("none", model, tx).cpu_forms == (jax.default_backend() == "cpu")
+    assert make_strategy("shard", model, tx).cpu_forms is False
+    assert make_strategy("none", model, tx, cpu_forms=False).cpu_forms is False
+    with pytest.raises(TypeError, match="make_strategy: cpu_forms must be True, False or None, got 'no'"):
+        make_strategy("none", model, tx, cpu_forms="no")

@@ -535,3 +535,7 @@ def test_traced_label_smoothing_is_taken(transform):
         chex.assert_trees_all_close(g, (f(0.1 + 1e-3) - f(0.1 - 1e-3)) / 2e-3, rtol=1e-2)
     with pytest.raises(TypeError, match="softmax_cross_entropy: label_smoothing must be a Python or NumPy number"):
         F.softmax_cross_entropy(logits, lab, label_smoothing="0.1")
+    with pytest.raises(ValueError, match=r"label_smoothing=Array\(1.5.* must be in \[0, 1\)"):
+        F.softmax_cross_entropy(logits, lab, label_smoothing=jnp.float32(1.5))      # concrete: checked
+    with pytest.raises(ValueError, match=r"label_smoothing must be one number, got an array of shape \(2,\)"):
+        F.softmax_cross_entropy(logits, lab, label_smoothing=jnp.array([0.1, 0.2]))

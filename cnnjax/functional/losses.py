@@ -37,12 +37,18 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
     loss is computed in float32). ``label_smoothing=a`` mixes the one-hot target with ``a / classes``.
     Labels outside ``[0, classes)`` raise ValueError where they are NumPy arrays or lists; jax arrays are not
     read (that would wait for the device, and under ``jit`` their values are unknown). ``label_smoothing`` may be
-    a jax array (traced under ``jit``, ``vmap`` or ``grad``); its range is then not checked.
+    traced (under ``jit``, ``vmap`` or ``grad``); its range is then not checked.
     """
     fn = "softmax_cross_entropy"
     logits = _checks.floating(logits, "logits", fn)
     labels = _check_labels(logits, labels, fn)
-    smoothing = _checks.static_number(label_smoothing, "label_smoothing", fn)   # None for a jax array
+    if isinstance(label_smoothing, jax.Array) and not isinstance(label_smoothing, jax.core.Tracer):
+        if label_smoothing.ndim:
+            raise ValueError(f"{fn}: label_smoothing must be one number, got an array of shape "
+                             f"{tuple(label_smoothing.shape)}.")
+        smoothing = float(label_smoothing)          # a concrete jax scalar: checked like a Python number
+    else:
+        smoothing = _checks.static_number(label_smoothing, "label_smoothing", fn)   # None for a traced value
     if smoothing is not None and not 0.0 <= smoothing < 1.0:
         raise ValueError(f"{fn}: label_smoothing={label_smoothing!r} must be in [0, 1).")
     logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)

@@ -270,7 +270,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     "images_per_s" (training images / wall seconds of the epoch's steps; the first epoch includes compilation),
     "seconds" and, with validation_data, "val_loss", "val_accuracy"; ensembles add "<key>_members" lists.
     loop: "auto" (a fixed rule), "measure", "scan", "step" or "unroll" (see the module docstring).
-    cpu_forms: run the steps' convolutions and pools in XLA:CPU's faster forms (None: on a CPU backend).
+    cpu_forms: run the steps' convolutions and pools in XLA:CPU's faster forms (None: on a CPU backend, for
+    parallel "none" and "pmap").
     keep_freed_memory: set glibc's malloc to keep freed memory in the process (faster steps on a CPU; changes
     the whole process, see `cpu_speed.host_memory`).
     """

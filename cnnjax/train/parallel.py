@@ -61,7 +61,9 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
     """Build the `Strategy` for `kind` in PARALLEL_MODES; `ensemble` vmaps every step over a member axis.
 
     `cpu_forms`: the steps run their convolutions and max/min pools in XLA:CPU's faster forms
-    (`cpu_speed.with_cpu_forms`); None: where the steps run on CPU devices."""
+    (`cpu_speed.with_cpu_forms`); None: where the steps run on CPU devices, except in the sharded mode (the
+    swapped loss sees the global batch there, and the split kernel gradient's batch chunks would cut across
+    the devices' shards)."""
     if kind not in PARALLEL_MODES:
         raise ValueError(f"make_strategy: unknown parallel mode {kind!r}; valid: {', '.join(PARALLEL_MODES)}.")
     if ensemble and kind != "none":
@@ -70,9 +72,10 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
     if jax.process_count() > 1 and kind != "shard":
         raise ValueError(f"make_strategy: {jax.process_count()} processes need parallel='shard' "
                          f"(got {kind!r}); the sharded mode is the one that spans hosts.")
-    devices = jax.local_devices() if kind != "shard" else jax.devices()
     if cpu_forms is None:
-        cpu_forms = devices[0].platform == "cpu"
+        cpu_forms = kind != "shard" and jax.local_devices()[0].platform == "cpu"
+    elif not isinstance(cpu_forms, (bool, np.bool_)):
+        raise TypeError(f"make_strategy: cpu_forms must be True, False or None, got {cpu_forms!r}.")
     kw = dict(label_smoothing=label_smoothing, dtype=dtype, cpu_forms=bool(cpu_forms))
     if kind == "none":
         strategy = _single_strategy(model, tx, kw, ensemble)

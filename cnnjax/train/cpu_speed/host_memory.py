@@ -10,8 +10,9 @@ with the settings below; the Flax example CNN 75 ms -> 65 ms; `experiments/SPEED
 :func:`keep_freed_memory` raises the mmap threshold to 1 GiB, the trim threshold to 2 GiB and the heap top pad to
 256 MiB with ``mallopt``, the same as the environment variables ``MALLOC_MMAP_THRESHOLD_=1073741824
 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=268435456`` given before start-up. The cost: the process keeps
-its peak heap after a step (resident memory does not shrink back between steps). ``fit`` calls it on the CPU
-backend; call it yourself in your own loop, or set ``CNNJAX_KEEP_FREED_MEMORY=0`` to leave malloc alone.
+its peak heap after a step (resident memory does not shrink back between steps). It changes the whole process, so
+nothing calls it unasked: ``fit(keep_freed_memory=True)`` does (``cnnjax train`` passes that on a CPU, unless
+``--no-keep-freed-memory``); call it yourself in your own loop. ``CNNJAX_KEEP_FREED_MEMORY=0`` makes it a no-op.
 """
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ from jax.extend.core import jaxprs_in_params
 
 from . import conv_forms, swap
 
-__all__ = ["rule", "xla_convolutions", "UNROLL_MAX_CONVOLUTIONS", "measure_loops", "measure_step_and_scan", "choose", "agreed_choice", "chunk_steps", "unroll_steps",
+__all__ = ["rule", "xla_convolutions", "UNROLL_MAX_CONVOLUTIONS", "measure_loops", "measure_step_and_scan", "choose",
+           "agreed_choice", "chunk_steps", "unroll_steps",
            "unroll_probe", "PROBE_STEPS", "SCAN_PROBE_STEPS", "PROBE_SECONDS", "SCAN_CONTENDS",
            "LONG_SCAN_SECONDS", "FORMS"]
 
@@ -71,14 +72,17 @@ def xla_convolutions(fn: Callable, *args, cpu_forms: bool = True) -> int:
 
 
 def _count_convolutions(jaxpr, cpu_forms: bool) -> int:
+    """Convolutions of `jaxpr` that stay XLA convolutions; the swap reaches into jit bodies only, so inside
+    other higher-order primitives (remat, scan, custom derivatives) every convolution counts."""
     count = 0
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "conv_general_dilated":
             form = (swap.conv_form_of(eqn.params, eqn.invars[0].aval.shape, eqn.invars[1].aval.shape)
                     if cpu_forms else None)
             count += getattr(form, "func", None) is not conv_forms.conv_im2col_vjp
+        inner_forms = cpu_forms and eqn.primitive.name in swap.JIT_PRIMITIVES
         for inner in jaxprs_in_params(eqn.params):
-            count += _count_convolutions(inner, cpu_forms)
+            count += _count_convolutions(inner, inner_forms)
     return count
 
 

@@ -6,7 +6,7 @@ jaxpr and evaluates it, equation by equation, with two kinds of equation replace
 - ``conv_general_dilated`` by :func:`.conv_forms.conv_im2col_vjp` where :func:`.conv_forms.uses_im2col` says so
   (and the layout is channels-last or channels-first with an ``(*k, C, F)`` kernel), by
   :func:`.conv_forms.conv_split_grad` where :func:`.conv_forms.uses_split_grad` does (batch on axis 0);
-- ``reduce_window_max`` / ``reduce_window_min`` over non-overlapping, unpadded windows by
+- ``reduce_window_max`` / ``reduce_window_min`` over non-overlapping, unpadded windows that fit in the input by
   :func:`.pool_forms.window_extreme`.
 
 Every other equation is bound as it was traced; the bodies of nested ``jit`` calls are evaluated the same way
@@ -28,14 +28,15 @@ from . import conv_forms, pool_forms
 
 __all__ = ["with_cpu_forms", "conv_form_of"]
 
-_JIT_PRIMITIVES = ("pjit", "jit")     # the name of jax.jit's primitive differs between jax versions
+JIT_PRIMITIVES = ("pjit", "jit")     # the name of jax.jit's primitive differs between jax versions
 
 
 def with_cpu_forms(fn):
     """``fn`` with its convolutions and max/min pools replaced by their XLA:CPU forms (see the module docstring).
 
-    ``fn`` takes positional pytrees of arrays and returns a pytree of arrays (e.g. a loss function with
-    ``has_aux`` outputs); the wrapped function has the same signature and output structure."""
+    ``fn`` takes positional arguments only, each a pytree of arrays (no keyword arguments, no static Python
+    values: close over those), and returns a pytree of arrays (e.g. a loss function with ``has_aux`` outputs);
+    the wrapped function has the same positional signature and output structure."""
     @functools.wraps(fn)
     def wrapped(*args):
         leaves, tree = jax.tree.flatten(args)
@@ -65,7 +66,7 @@ def _evaluate(jaxpr, consts, args):
         invals = [read(v) for v in eqn.invars]
         outs = _replaced(eqn, invals)
         if outs is None:
-            if eqn.primitive.name in _JIT_PRIMITIVES:
+            if eqn.primitive.name in JIT_PRIMITIVES:
                 inner = eqn.params["jaxpr"]
                 outs = _evaluate(inner.jaxpr, inner.consts, invals)
             else:
@@ -88,7 +89,8 @@ def _replaced(eqn, invals):
         p = eqn.params
         pads = tuple(tuple(pair) for pair in p["padding"])
         if (any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"]))
-                or not pool_forms.applies(p["window_dimensions"], p["window_strides"], pads)):
+                or not pool_forms.applies(p["window_dimensions"], p["window_strides"], pads)
+                or not all(isinstance(n, int) and n >= d for n, d in zip(invals[0].shape, p["window_dimensions"]))):
             return None
         return [pool_forms.window_extreme(invals[0], p["window_dimensions"], largest=name == "reduce_window_max")]
     return None
@@ -106,7 +108,8 @@ def _layout(spec, n):
 def conv_form_of(params: dict, lhs_shape, rhs_shape):
     """The XLA:CPU form ``(x, kernel) -> y`` for a ``conv_general_dilated`` equation with these params and
     operand shapes, or None where it keeps XLA's convolution (a transposed or batch-grouped convolution, a
-    requested output dtype, a layout the forms do not take, or a convolution the rules leave alone)."""
+    requested output dtype, a layout the forms do not take, or a convolution the rules leave alone; the split
+    kernel gradient needs a concrete batch size)."""
     dn = params["dimension_numbers"]
     n = len(params["window_strides"])
     if (any(d != 1 for d in params["lhs_dilation"]) or params["batch_group_count"] != 1
@@ -124,7 +127,7 @@ def conv_form_of(params: dict, lhs_shape, rhs_shape):
     if kernel_hwio and conv_forms.uses_im2col(kernel_shape, groups):
         return functools.partial(conv_forms.conv_im2col_vjp, strides=strides, padding=padding, dilation=dilation,
                                  channels_last=layout == "last", precision=precision)
-    if conv_forms.uses_split_grad(kernel_shape, groups, lhs_shape[0]):
+    if isinstance(lhs_shape[0], int) and conv_forms.uses_split_grad(kernel_shape, groups, lhs_shape[0]):
         return functools.partial(conv_forms.conv_split_grad, strides=strides, padding=padding, dilation=dilation,
                                  groups=groups, dimension_numbers=dn, precision=precision)
     return None
