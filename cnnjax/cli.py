@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"learning-rate schedule: {', '.join(SCHEDULES)} (default constant)")
     t.add_argument("--warmup-steps", type=_int_at_least("--warmup-steps", 0), default=0,
                    help="linear warm-up steps from 0 to --lr (default 0)")
-    t.add_argument("--momentum", type=_fraction("--momentum"), default=0.9, help="SGD momentum (default 0.9)")
+    t.add_argument("--momentum", type=_fraction("--momentum"), default=None, help="SGD momentum (default 0.9)")
     t.add_argument("--nesterov", action="store_true", help="Nesterov momentum for SGD")
     t.add_argument("--weight-decay", type=float, default=0.0,
                    help="weight decay (decoupled for adamw, L2 added to the gradient otherwise; default 0)")
@@ -119,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save orbax checkpoints here at each epoch end (and every --checkpoint-every steps)")
     t.add_argument("--checkpoint-every", type=_int_at_least("--checkpoint-every", 1), default=None,
                    metavar="STEPS", help="also save every STEPS optimizer steps")
-    t.add_argument("--keep", type=_int_at_least("--keep", 1), default=3, help="checkpoints kept (default 3)")
+    t.add_argument("--keep", type=_int_at_least("--keep", 1), default=None, help="checkpoints kept (default 3)")
     t.add_argument("--resume", action="store_true",
-                   help="continue from the latest checkpoint in --checkpoint-dir (same model and settings)")
+                   help="continue from the latest checkpoint in --checkpoint-dir that verifies (same model and "
+                        "settings; a folder without one is an error)")
     t.add_argument("--metrics-out", default=None, metavar="FILE",
                    help="write one JSON line per epoch (loss, accuracy, images/s, test loss and accuracy)")
     t.add_argument("--limit", type=_int_at_least("--limit", 1), default=None, metavar="N",
@@ -212,27 +213,47 @@ def _train(args) -> int:
     from cnnjax import models
     from cnnjax.sampling import spread_indices
     from cnnjax.train import fit
-    from cnnjax.train.checkpoint import Checkpointer, check_writable
+    from cnnjax.train.checkpoint import CheckpointCorruptError, Checkpointer, check_writable, writer_of
 
     dataset = _check_dataset(args.model, args, ("train", "test"))
     if args.weight_decay < 0:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.resume and not args.checkpoint_dir:
         raise UsageError("--resume needs --checkpoint-dir")
+    for flag, given in (("--checkpoint-every", args.checkpoint_every is not None), ("--keep", args.keep is not None)):
+        if given and not args.checkpoint_dir:
+            raise UsageError(f"{flag} needs --checkpoint-dir (without one nothing is saved)")
+    for flag, given in (("--nesterov", args.nesterov), ("--momentum", args.momentum is not None)):
+        if given and args.optimizer != "sgd":
+            raise UsageError(f"{flag} applies to --optimizer sgd only; --optimizer {args.optimizer} would ignore it")
     if args.ensemble_lrs and args.ensemble not in (1, len(args.ensemble_lrs)):
         raise UsageError(f"--ensemble {args.ensemble} disagrees with {len(args.ensemble_lrs)} --ensemble-lrs")
     if args.metrics_out:
         _check_writable_file(args.metrics_out)
+    saved_history = {}
     if args.checkpoint_dir:
         check_writable(args.checkpoint_dir)
+        holder = writer_of(args.checkpoint_dir)
+        if holder is not None:
+            raise UsageError(f"--checkpoint-dir {args.checkpoint_dir!r} is being written by another run ({holder}); "
+                             "wait for it to end, or choose another folder")
         if args.resume:
             ckpt = Checkpointer(args.checkpoint_dir)
-            if ckpt.latest_step() is not None:
-                saved = ckpt.read_meta().get("model")
+            try:
+                if ckpt.latest_step() is None:
+                    raise UsageError(f"--resume: {args.checkpoint_dir!r} holds no checkpoint; check the folder, or "
+                                     "leave out --resume to start from scratch")
+                try:
+                    saved_meta = ckpt.read_meta()
+                except CheckpointCorruptError:
+                    saved_meta = {}          # fit falls back to an older step that verifies, and says so
+                saved = saved_meta.get("model")
                 if saved is not None and saved != args.model:
                     raise UsageError(f"--resume: {args.checkpoint_dir!r} holds a checkpoint of model {saved!r}, "
                                      f"not {args.model!r}; use --model {saved} or another --checkpoint-dir")
-            ckpt.close()
+                saved_history = saved_meta.get("history") or {}
+            finally:
+                ckpt.close()
         elif os.listdir(args.checkpoint_dir) and Checkpointer(args.checkpoint_dir).latest_step() is not None:
             raise UsageError(f"--checkpoint-dir {args.checkpoint_dir!r} already holds checkpoints; pass --resume "
                              "to continue them or choose an empty folder")
@@ -254,12 +275,12 @@ def _train(args) -> int:
 
     lead = jax.process_index() == 0
     metrics_file = open(args.metrics_out, "a" if args.resume else "w") if args.metrics_out and lead else None
+    if metrics_file and saved_history:
+        _restore_metric_lines(args.metrics_out, metrics_file, saved_history)
 
     def on_epoch_end(record):
-        line = {k: v for k, v in record.items() if not k.endswith("_members")}
-        line.update({k: v for k, v in record.items() if k.endswith("_members")})
         if metrics_file:
-            metrics_file.write(json.dumps(line) + "\n")
+            metrics_file.write(_metric_line(record) + "\n")
             metrics_file.flush()
         if args.no_progress and lead:
             print(f"epoch {record['epoch']}/{args.epochs}: loss {record['loss']:.4f} accuracy "
@@ -277,11 +298,12 @@ def _train(args) -> int:
             state, history = fit(
                 model, (images, labels), optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
                 learning_rate=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
-                momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+                momentum=0.9 if args.momentum is None else args.momentum, nesterov=args.nesterov,
+                weight_decay=args.weight_decay,
                 label_smoothing=args.label_smoothing, dtype=None if args.dtype == "float32" else args.dtype,
                 validation_data=(test.images, test.labels), seed=args.seed, parallel=args.parallel,
                 loop=args.loop, ensemble=args.ensemble, learning_rates=args.ensemble_lrs,
-                checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep,
+                checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep or 3,
                 resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
                 progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
                 keep_freed_memory=not args.no_keep_freed_memory)
@@ -300,6 +322,28 @@ def _train(args) -> int:
               f"  ({len(test.labels)} {dataset} test images; {args.model}, {len(history['epoch'])} epochs, "
               f"{seconds:.1f} s)", flush=True)
     return 0
+
+
+def _metric_line(record: dict) -> str:
+    line = {k: v for k, v in record.items() if not k.endswith("_members")}
+    line.update({k: v for k, v in record.items() if k.endswith("_members")})
+    return json.dumps(line)
+
+
+def _restore_metric_lines(path: str, metrics_file, history: dict) -> None:
+    """Append the epochs of a checkpoint's `history` that the metrics file lacks (a run killed between an epoch's
+    checkpoint and its metrics line), in order, before training goes on."""
+    written = set()
+    with open(path) as f:
+        for text in f:
+            try:
+                written.add(json.loads(text).get("epoch"))
+            except (ValueError, AttributeError):
+                continue
+    for i, epoch in enumerate(history.get("epoch", [])):
+        if epoch not in written:
+            metrics_file.write(_metric_line({k: v[i] for k, v in history.items() if i < len(v)}) + "\n")
+    metrics_file.flush()
 
 
 def _evaluate(args) -> int:
@@ -353,6 +397,7 @@ def run_command(args, name: str) -> int:
     exit status (2: a usage or data error, 3: a non-finite loss, 130: interrupted) instead of a traceback. Shared
     by `cnnjax`, `python -m cnnjax.data` and `python -m cnnjax.viz`."""
     from cnnjax.train import CheckpointMismatchError, NonFiniteLossError
+    from cnnjax.train.checkpoint import NonFiniteStateError
     try:
         from cnnjax.data import DataNotFoundError
     except ImportError:  # pragma: no cover
@@ -360,7 +405,7 @@ def run_command(args, name: str) -> int:
     prefix = f"{name}: error:"
     try:
         return args.func(args)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, NonFiniteStateError) as e:
         print(f"{prefix} {e}", file=sys.stderr)
         return 3
     except (UsageError, CheckpointMismatchError, ValueError, TypeError, DataNotFoundError) as e:

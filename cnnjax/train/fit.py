@@ -261,8 +261,11 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     parallel: "none", "pmap" or "shard" (see `parallel.py`); batch_size is the global batch.
     ensemble / learning_rates: train N members at once with `vmap` (seeds differ; or member i uses
     learning_rates[i]); the returned state has a leading member axis.
-    checkpoint_dir: save every `checkpoint_every` steps and at each epoch end, keep the last `keep`;
-    resume=True continues from the latest checkpoint (params, optimizer, step, rng, data position); without it, a
+    checkpoint_dir: save every `checkpoint_every` steps and at each epoch end, keep the last `keep` (checksummed,
+    never a non-finite state, one writer per folder: `checkpoint.py`); resume=True continues from the latest
+    checkpoint that verifies (params, optimizer, step, rng, data position), and refuses a folder without one, a
+    run already at `epochs`, and settings that differ from the checkpoint's (optimizer, learning rate, schedule
+    and its length, momentum, weight decay, label smoothing, dtype, seed, batch size, ...); without it, a
     checkpoint_dir that already holds checkpoints is a ValueError (before any training).
     meta: extra JSON-able facts stored with checkpoints and required to match on resume (e.g. model name);
     notes: JSON-able facts stored with checkpoints and not checked (e.g. the command line).
@@ -291,6 +294,13 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     check_number("fit", "learning_rate", learning_rate)
     if checkpoint_every is not None:
         checkpoint_every = _check_int("fit", "checkpoint_every", checkpoint_every)
+        if checkpoint_dir is None:
+            raise ValueError("fit: checkpoint_every needs a checkpoint_dir (without one nothing would be saved).")
+    if not isinstance(resume, (bool, np.bool_)):
+        raise TypeError(f"fit: resume must be True or False, got {resume!r}.")
+    if isinstance(optimizer, str) and nesterov and optimizer != "sgd":
+        raise ValueError(f"fit: nesterov=True applies to optimizer='sgd' only; optimizer={optimizer!r} would ignore "
+                         "it.")
     if batch_size > n:
         raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} training examples; "
                          f"use batch_size <= {n}.")
@@ -354,144 +364,162 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     if batch_size % strategy.n_devices:
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
                          f"parallel={parallel!r}; use a multiple of {strategy.n_devices}.")
-    ckpt = Checkpointer(checkpoint_dir, max_to_keep=keep) if checkpoint_dir is not None else None
-    if ckpt is not None and not resume and ckpt.latest_step() is not None:
-        last = ckpt.latest_step()     # orbax would refuse the first save (StepAlreadyExistsError), an epoch late
-        ckpt.close()
-        raise ValueError(f"fit: checkpoint_dir {checkpoint_dir!r} already holds checkpoints (last step {last}); "
-                         "pass resume=True to continue, or choose an empty folder.")
+    ckpt = Checkpointer(checkpoint_dir, max_to_keep=keep, writer=True) if checkpoint_dir is not None else None
+    try:
+        if ckpt is not None and not resume and ckpt.latest_step() is not None:
+            last = ckpt.latest_step()     # orbax would refuse the first save (StepAlreadyExistsError), an epoch late
+            ckpt.close()
+            raise ValueError(f"fit: checkpoint_dir {checkpoint_dir!r} already holds checkpoints (last step {last}); "
+                             "pass resume=True to continue, or choose an empty folder.")
 
-    init_key = jax.random.PRNGKey(seed)
-    input_shape = tuple(int(d) for d in images.shape[1:])
-    if is_ensemble:
-        scales = None if learning_rates is None else [lr / learning_rate for lr in learning_rates]
-        state = create_ensemble(model, tx, input_shape=input_shape, keys=list(jax.random.split(init_key, ensemble)),
-                                lr_scales=scales)
-    else:
-        state = create_state(model, tx, input_shape=input_shape, key=init_key)
-    placed = strategy.place_state(state)
-    del state
-
-    run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble, **(meta or {})}
-    history: dict[str, list] = {}
-    partial, saved_meta = None, {}
-    if ckpt is not None and resume and ckpt.latest_step() is not None:
-        saved_meta = ckpt.read_meta()
-        for key, value in run_meta.items():
-            if key in saved_meta and saved_meta[key] != value:
-                raise ValueError(f"fit: cannot resume from {ckpt.directory}: it was written with {key}="
-                                 f"{saved_meta[key]!r}, this run has {key}={value!r}. Use the same settings or "
-                                 "another checkpoint directory.")
-        restored, saved_meta = ckpt.restore(strategy.canonical(placed))
-        placed = strategy.place_state(restored)
-        history = saved_meta.get("history", {})
-        partial = saved_meta.get("partial")
-        _check_compiled_with(saved_meta, _compiled_with(strategy), ckpt.directory)
-    step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
-    if loop in ("auto", "measure") and saved_meta.get("loop") in loop_choice.FORMS:
-        loop = saved_meta["loop"]           # a resumed run keeps its form
-    elif loop == "auto":
-        loop = _rule_loop(model, strategy, input_shape, batch_size, dtype, progress)
-    elif loop == "measure":
-        loop = _measured_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
-                              steps_per_epoch=steps_per_epoch, progress=progress)
-    chunk = (loop_choice.unroll_steps if loop == "unroll" else loop_choice.chunk_steps)(steps_per_epoch)
-    train_chunk = strategy.train_unrolled if loop == "unroll" else strategy.train_chunk
-
-    def save(step_now, partial_now):
-        ckpt.save(step_now, strategy.canonical(placed),
-                  {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now, "loop": loop,
-                   "compiled_with": _compiled_with(strategy)})
-
-    last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
-
-    def check_finite(losses: np.ndarray, first_step: int):
-        flat = losses.reshape(losses.shape[0], -1)
-        bad = ~np.isfinite(flat).all(axis=1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            saved = ckpt.latest_step() if ckpt is not None else None
-            kept = (f"the last good checkpoint is step {saved} in {ckpt.directory}" if saved is not None
-                    else "no checkpoint was written")
-            raise NonFiniteLossError(
-                f"fit: the loss became {flat[i].tolist() if flat.shape[1] > 1 else float(flat[i, 0])} at step "
-                f"{first_step + i + 1} (epoch {(first_step + i) // steps_per_epoch + 1}); last finite loss "
-                f"{last_loss['loss']:.6g} at step {last_loss['step']}. Training stopped; {kept}. "
-                "Try a lower learning rate, gradient clipping or float32 compute.")
-        if len(flat):
-            last_loss.update(step=first_step + len(flat), loss=float(np.mean(flat[-1])))
-
-    for epoch in range(step // steps_per_epoch, epochs):
-        order = epoch_order(seed, epoch, n)
-        pos = step - epoch * steps_per_epoch
-        if partial is not None and partial.get("epoch") == epoch:
-            loss_sum, acc_sum, counted = (np.asarray(partial["loss_sum"]), np.asarray(partial["acc_sum"]),
-                                          partial["steps"])
+        init_key = jax.random.PRNGKey(seed)
+        input_shape = tuple(int(d) for d in images.shape[1:])
+        if is_ensemble:
+            scales = None if learning_rates is None else [lr / learning_rate for lr in learning_rates]
+            state = create_ensemble(model, tx, input_shape=input_shape,
+                                    keys=list(jax.random.split(init_key, ensemble)), lr_scales=scales)
         else:
-            loss_sum, acc_sum, counted = 0.0, 0.0, 0
-        partial = None
-        bar = _progress.epoch_bar(epoch=epoch, epochs=epochs, total=steps_per_epoch, initial=pos,
-                                  enabled=progress)
-        t0, run_steps = time.perf_counter(), 0
-        while pos < steps_per_epoch:
-            end = steps_per_epoch
-            if checkpoint_every is not None:
-                end = min(end, (step // checkpoint_every + 1) * checkpoint_every - epoch * steps_per_epoch)
-            pending = []   # (first_step, metrics)
-            if loop in ("scan", "unroll"):
-                start = pos
-                while start < end:
-                    stop = min(end, (start // chunk + 1) * chunk)
-                    rows = order[start * batch_size:stop * batch_size]
-                    x = images[rows].reshape(stop - start, batch_size, *images.shape[1:])
-                    y = labels[rows].reshape(stop - start, batch_size)
-                    placed, m = train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
-                    pending.append((step + start - pos, m))
-                    if stop < end:
-                        loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
-                                                            bar, t0, batch_size, run_steps + stop - pos)
-                        pending = []
-                    start = stop
+            state = create_state(model, tx, input_shape=input_shape, key=init_key)
+        placed = strategy.place_state(state)
+        del state
+
+        run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble,
+                    **_settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
+                                label_smoothing, dtype, learning_rates, total_steps),
+                    **(meta or {})}
+        history: dict[str, list] = {}
+        partial, saved_meta = None, {}
+        if ckpt is not None and resume:
+            if ckpt.latest_step() is None:
+                raise ValueError(f"fit: resume=True but {ckpt.directory} holds no checkpoint; check the folder, "
+                                 "or pass resume=False to start from scratch.")
+            restored, saved_meta = ckpt.restore(strategy.canonical(placed), fallback=True)
+            _check_same_settings(saved_meta, run_meta, ckpt)
+            placed = strategy.place_state(restored)
+            history = saved_meta.get("history", {})
+            partial = saved_meta.get("partial")
+            _check_compiled_with(saved_meta, _compiled_with(strategy), ckpt.directory)
+        step = int(np.asarray(strategy.canonical(placed).step).reshape(-1)[0])
+        if resume:
+            done_epochs, into = divmod(step, steps_per_epoch)
+            if step > total_steps:
+                raise ValueError(f"fit: the checkpoint in {ckpt.directory} is at step {step} ({done_epochs} epochs "
+                                 f"of {steps_per_epoch} steps), past the {total_steps} steps of epochs={epochs}; pass "
+                                 f"epochs >= {-(-step // steps_per_epoch)} to go on (evaluate() or `cnnjax evaluate` "
+                                 "reads its accuracy).")
+            if step == total_steps:
+                warnings.warn(f"fit: nothing left to train: the checkpoint in {ckpt.directory} is at step {step}, "
+                              f"the end of epochs={epochs}; returning its state (pass more epochs to go on).",
+                              stacklevel=2)
+            elif progress and jax.process_index() == 0:
+                where = f"epoch {done_epochs + 1}, step {into} of {steps_per_epoch}" if into else \
+                    f"the start of epoch {done_epochs + 1}"
+                print(f"fit: resuming from the checkpoint of step {step} in {ckpt.directory} ({where}).", flush=True)
+        if loop in ("auto", "measure") and saved_meta.get("loop") in loop_choice.FORMS:
+            loop = saved_meta["loop"]           # a resumed run keeps its form
+        elif loop == "auto":
+            loop = _rule_loop(model, strategy, input_shape, batch_size, dtype, progress)
+        elif loop == "measure":
+            loop = _measured_loop(strategy, placed, images, labels, batch_size=batch_size, seed=seed,
+                                  steps_per_epoch=steps_per_epoch, progress=progress)
+        chunk = (loop_choice.unroll_steps if loop == "unroll" else loop_choice.chunk_steps)(steps_per_epoch)
+        train_chunk = strategy.train_unrolled if loop == "unroll" else strategy.train_chunk
+
+        def save(step_now, partial_now):
+            ckpt.save(step_now, strategy.canonical(placed),
+                      {**run_meta, "notes": notes or {}, "history": history, "partial": partial_now, "loop": loop,
+                       "compiled_with": _compiled_with(strategy)})
+
+        last_loss = {"step": step, "loss": history["loss"][-1] if history.get("loss") else float("nan")}
+
+        def check_finite(losses: np.ndarray, first_step: int):
+            flat = losses.reshape(losses.shape[0], -1)
+            bad = ~np.isfinite(flat).all(axis=1)
+            if bad.any():
+                i = int(np.argmax(bad))
+                saved = ckpt.latest_step() if ckpt is not None else None
+                kept = (f"the last good checkpoint is step {saved} in {ckpt.directory}" if saved is not None
+                        else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"fit: the loss became {flat[i].tolist() if flat.shape[1] > 1 else float(flat[i, 0])} at step "
+                    f"{first_step + i + 1} (epoch {(first_step + i) // steps_per_epoch + 1}); last finite loss "
+                    f"{last_loss['loss']:.6g} at step {last_loss['step']}. Training stopped; {kept}. "
+                    "Try a lower learning rate, gradient clipping or float32 compute.")
+            if len(flat):
+                last_loss.update(step=first_step + len(flat), loss=float(np.mean(flat[-1])))
+
+        for epoch in range(step // steps_per_epoch, epochs):
+            order = epoch_order(seed, epoch, n)
+            pos = step - epoch * steps_per_epoch
+            if partial is not None and partial.get("epoch") == epoch:
+                loss_sum, acc_sum, counted = (np.asarray(partial["loss_sum"]), np.asarray(partial["acc_sum"]),
+                                              partial["steps"])
             else:
-                for t in range(pos, end):
-                    rows = order[t * batch_size:(t + 1) * batch_size]
-                    placed, m = strategy.train_step(placed, *strategy.place_batch(images[rows], labels[rows]))
-                    pending.append((step + t - pos, jax.tree.map(lambda a: a[None], m)))
-                    if len(pending) >= log_every and t + 1 < end:
-                        loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
-                                                            bar, t0, batch_size, run_steps + t + 1 - pos)
-                        pending = []
-            run_steps += end - pos
-            step += end - pos
-            pos = end
-            loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0,
-                                                batch_size, run_steps)
-            if ckpt is not None and pos < steps_per_epoch:
-                save(step, {"epoch": epoch, "loss_sum": np.asarray(loss_sum).tolist(),
-                            "acc_sum": np.asarray(acc_sum).tolist(), "steps": counted})
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "loss": loss_sum / max(counted, 1), "accuracy": acc_sum / max(counted, 1),
-                  "images_per_s": run_steps * batch_size / seconds if run_steps else float("nan"),
-                  "seconds": seconds}
-        if validation_data is not None:
-            val = evaluate_with(strategy, placed, val_images, val_labels, batch_size=eval_batch_size)
-            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-        for key, value in record.items():
-            value = np.asarray(value)
-            if value.ndim:
-                history.setdefault(key + "_members", []).append(value.tolist())
-            history.setdefault(key, []).append(float(np.mean(value)) if key != "epoch" else int(value))
-        extra = {"val_acc": history["val_accuracy"][-1]} if validation_data is not None else {}
-        bar.set_postfix(_progress.postfix(history["loss"][-1], history["accuracy"][-1],
-                                          history["images_per_s"][-1], **extra), refresh=True)
-        bar.close()
+                loss_sum, acc_sum, counted = 0.0, 0.0, 0
+            partial = None
+            bar = _progress.epoch_bar(epoch=epoch, epochs=epochs, total=steps_per_epoch, initial=pos,
+                                      enabled=progress)
+            t0, run_steps = time.perf_counter(), 0
+            while pos < steps_per_epoch:
+                end = steps_per_epoch
+                if checkpoint_every is not None:
+                    end = min(end, (step // checkpoint_every + 1) * checkpoint_every - epoch * steps_per_epoch)
+                pending = []   # (first_step, metrics)
+                if loop in ("scan", "unroll"):
+                    start = pos
+                    while start < end:
+                        stop = min(end, (start // chunk + 1) * chunk)
+                        rows = order[start * batch_size:stop * batch_size]
+                        x = images[rows].reshape(stop - start, batch_size, *images.shape[1:])
+                        y = labels[rows].reshape(stop - start, batch_size)
+                        placed, m = train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
+                        pending.append((step + start - pos, m))
+                        if stop < end:
+                            loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
+                                                                bar, t0, batch_size, run_steps + stop - pos)
+                            pending = []
+                        start = stop
+                else:
+                    for t in range(pos, end):
+                        rows = order[t * batch_size:(t + 1) * batch_size]
+                        placed, m = strategy.train_step(placed, *strategy.place_batch(images[rows], labels[rows]))
+                        pending.append((step + t - pos, jax.tree.map(lambda a: a[None], m)))
+                        if len(pending) >= log_every and t + 1 < end:
+                            loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
+                                                                bar, t0, batch_size, run_steps + t + 1 - pos)
+                            pending = []
+                run_steps += end - pos
+                step += end - pos
+                pos = end
+                loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0,
+                                                    batch_size, run_steps)
+                if ckpt is not None and pos < steps_per_epoch:
+                    save(step, {"epoch": epoch, "loss_sum": np.asarray(loss_sum).tolist(),
+                                "acc_sum": np.asarray(acc_sum).tolist(), "steps": counted})
+            seconds = time.perf_counter() - t0
+            record = {"epoch": epoch + 1, "loss": loss_sum / max(counted, 1), "accuracy": acc_sum / max(counted, 1),
+                      "images_per_s": run_steps * batch_size / seconds if run_steps else float("nan"),
+                      "seconds": seconds}
+            if validation_data is not None:
+                val = evaluate_with(strategy, placed, val_images, val_labels, batch_size=eval_batch_size)
+                record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            for key, value in record.items():
+                value = np.asarray(value)
+                if value.ndim:
+                    history.setdefault(key + "_members", []).append(value.tolist())
+                history.setdefault(key, []).append(float(np.mean(value)) if key != "epoch" else int(value))
+            extra = {"val_acc": history["val_accuracy"][-1]} if validation_data is not None else {}
+            bar.set_postfix(_progress.postfix(history["loss"][-1], history["accuracy"][-1],
+                                              history["images_per_s"][-1], **extra), refresh=True)
+            bar.close()
+            if ckpt is not None:
+                save(step, None)
+            if on_epoch_end is not None:
+                on_epoch_end({k: v[-1] for k, v in history.items()})
+        return strategy.canonical(placed), history
+    finally:
         if ckpt is not None:
-            save(step, None)
-        if on_epoch_end is not None:
-            on_epoch_end({k: v[-1] for k, v in history.items()})
-    if ckpt is not None:
-        ckpt.close()
-    return strategy.canonical(placed), history
+            ckpt.close()
 
 
 def _rule_loop(model, strategy, input_shape, batch_size, dtype, progress) -> str:
@@ -533,6 +561,37 @@ def _measured_loop(strategy, placed, images, labels, *, batch_size, seed, steps_
               f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
               f"using {choice!r}.", flush=True)
     return choice
+
+
+def _settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
+               label_smoothing, dtype, learning_rates, total_steps) -> dict:
+    """The settings that change a run's results, stored with its checkpoints and required to match on resume.
+    A custom optax optimizer is recorded as "custom" (its settings cannot be compared); `schedule_steps` (the
+    length the schedule spans, from `epochs`) only for a named optimizer with a schedule other than constant."""
+    named = isinstance(optimizer, str)
+    out = {"optimizer": optimizer if named else "custom", "label_smoothing": float(label_smoothing),
+           "dtype": None if dtype is None else str(jnp.dtype(dtype)),
+           "learning_rates": None if learning_rates is None else [float(lr) for lr in learning_rates]}
+    if named:
+        out.update(learning_rate=float(learning_rate), schedule=schedule, warmup_steps=int(warmup_steps),
+                   weight_decay=float(weight_decay),
+                   schedule_steps=int(total_steps) if schedule != "constant" else None)
+        if optimizer == "sgd":
+            out.update(momentum=float(momentum), nesterov=bool(nesterov))
+    return out
+
+
+def _check_same_settings(saved_meta: dict, run_meta: dict, ckpt) -> None:
+    """ValueError naming every setting this run gives otherwise than the checkpoint's run (those the checkpoint
+    records: older checkpoints record fewer)."""
+    differ = [key for key, value in run_meta.items() if key in saved_meta and saved_meta[key] != value]
+    if not differ:
+        return
+    what = "; ".join(f"{key}={saved_meta[key]!r} there, {run_meta[key]!r} here" for key in differ)
+    hint = (" (schedule_steps is epochs x steps per epoch: a schedule other than constant spans the run's length, "
+            "so a resumed run must keep its epochs)" if "schedule_steps" in differ else "")
+    raise ValueError(f"fit: cannot resume from {ckpt.directory}: it was written with other settings ({what}){hint}. "
+                     "Use the same settings, or another checkpoint directory.")
 
 
 def _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0, batch_size, run_steps):

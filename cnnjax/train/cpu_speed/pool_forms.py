@@ -9,7 +9,8 @@ For non-overlapping windows (stride == window, no padding) over the spatial axes
 computed as a max over the ``prod(p)`` strided slices ``x[:, j::p, ..., :]``. The gradient goes, as in
 ``reduce_window``'s, to the *first* maximal cell of each window in row-major window order (ties never split), so
 both forms return the same values and, for windows without a NaN, the same gradients (at a NaN the two send
-the gradient to different cells; the trainer stops on a non-finite loss anyway). A ``jax.custom_vjp``: reverse mode to any order, no forward mode.
+the gradient to different cells; the trainer stops on a non-finite loss anyway). A ``jax.custom_vjp``: reverse
+mode to any order, no forward mode.
 """
 from __future__ import annotations
 
