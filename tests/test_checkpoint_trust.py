@@ -179,3 +179,17 @@ def test_metric_lines_lost_in_a_kill_are_restored_from_the_checkpoint(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
     assert lines[1] == {"epoch": 2, "loss": 0.25, "val_accuracy": 0.9, "loss_members": [0.25]}
+
+
+def test_fit_warns_when_the_model_ends_in_softmax():
+    from cnnjax import models
+    from cnnjax.layers import Activation, Dense, Flatten, Sequential
+    from cnnjax.train.fit import ends_in_softmax
+    assert ends_in_softmax(models.get("mnist_cnn", softmax=True)) and not ends_in_softmax(models.get("mnist_cnn"))
+    assert ends_in_softmax(Sequential([Flatten(), Dense(10, activation="softmax")]))
+    assert ends_in_softmax(Sequential([Flatten(), Dense(10), Activation("softmax")]))
+    assert ends_in_softmax(Sequential([Flatten(), Dense(10), jax.nn.softmax]))
+    assert not ends_in_softmax(Sequential([Flatten(), Dense(10, activation="softmax"), Dense(10)]))
+    x, y = toy_data(16)
+    with pytest.warns(UserWarning, match="ends in a softmax, but fit's loss takes logits"):
+        fit(Sequential([Flatten(), Dense(10, activation="softmax")]), (x, y), epochs=1, **KW)

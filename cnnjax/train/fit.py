@@ -153,6 +153,22 @@ def _num_classes_with(fn, model, state, images) -> int:
     return int(out.shape[-1])
 
 
+def ends_in_softmax(model) -> bool:
+    """Whether `model` visibly ends in a softmax: a zoo model built with ``softmax=True``, or a Sequential whose
+    last layer is ``Dense(..., activation="softmax")``, ``Activation("softmax")`` or ``jax.nn.softmax``."""
+    if hasattr(model, "softmax") and isinstance(getattr(model, "softmax"), (bool, np.bool_)):
+        return bool(model.softmax)
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, (list, tuple)):
+        return bool(layers) and ends_in_softmax(layers[-1])
+    if model is jax.nn.softmax:
+        return True
+    if type(model).__name__ in ("Dense", "Activation"):
+        act = getattr(model, "activation", None)
+        return act is jax.nn.softmax or (isinstance(act, str) and act.lower() == "softmax")
+    return False
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The row order of epoch `epoch` (see module docstring)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -279,6 +295,11 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     the whole process, see `cpu_speed.host_memory`).
     """
     check_model("fit", model)
+    if ends_in_softmax(model):
+        warnings.warn(f"fit: {type(model).__name__} ends in a softmax, but fit's loss takes logits (it applies the "
+                      "softmax itself), so it would train on probabilities as if they were logits, which trains "
+                      "slower and worse; drop the last softmax (e.g. Dense(10), or a zoo model without softmax=True) "
+                      "and apply jax.nn.softmax to the outputs when you need probabilities.", stacklevel=2)
     images, labels = as_arrays(data, examples="training examples")
     n = len(images)
     epochs = _check_int("fit", "epochs", epochs)
