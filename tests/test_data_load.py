@@ -7,6 +7,7 @@ import io
 import os
 import struct
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,37 @@ def test_corrupt_source_is_reported_not_imported(tmp_path):
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz' is truncated"):
         load("mnist", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p", progress=False)
     assert not (tmp_path / "p" / "mnist" / "3.0.1" / "dataset_info.json").exists()
+
+
+def test_truncated_cache_is_rebuilt_with_a_warning(tiny_mnist):
+    source, prepared = tiny_mnist
+    first = load("mnist", "test", data_dir=source, prepared_dir=prepared, as_uint8=True, progress=False)
+    cache = Path(prepared) / "_cnnjax_arrays" / "mnist" / "3.0.1" / "test.npz"
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    for load_number in (1, 2):   # the first load warns and rebuilds; the second reads the new cache silently
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = load("mnist", "test", prepared_dir=prepared, download=False, as_uint8=True, progress=False)
+        messages = [str(w.message) for w in caught if "array cache" in str(w.message)]
+        if load_number == 1:
+            assert len(messages) == 1 and str(cache) in messages[0] and "deleting it" in messages[0], messages
+        else:
+            assert messages == []
+        np.testing.assert_array_equal(again.images, first.images)
+        np.testing.assert_array_equal(again.labels, first.labels)
+        assert cache.is_file()
+
+
+def test_out_of_range_idx_label_named_not_dumped(tmp_path):
+    source = write_idx_set(tmp_path / "mnist")
+    labels = np.arange(30) % 10
+    labels[7] = 12
+    (source / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    with pytest.raises(ValueError) as info:
+        load("mnist", "train", data_dir=tmp_path, prepared_dir=tmp_path / "p", progress=False)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert "train-labels-idx1-ubyte.gz' has label 12 at record 7" in message
 
 
 needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),

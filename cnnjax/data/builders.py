@@ -40,7 +40,8 @@ class _LocalIdxMixin:
     def _split_generators(self, dl_manager):
         files = find_sources(self.name, os.fspath(dl_manager.manual_dir), where=f"import_dataset({self.name!r})")
         return {
-            split: _examples(*read_idx_pair(files[f"{split}_images"], files[f"{split}_labels"]))
+            split: _examples(*read_idx_pair(files[f"{split}_images"], files[f"{split}_labels"],
+                                            num_classes=self.info.features["label"].num_classes))
             for split in ("train", "test")
         }
 

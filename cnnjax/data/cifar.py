@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from cnnjax.data.folder import to_8bit
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _RECORD = 1 + 32 * 32 * 3
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -85,10 +87,12 @@ def _image_member_key(name: str) -> tuple[str, str] | None:
 
 
 def decode_image(data: bytes, *, name: str, mode: str = "RGB") -> np.ndarray:
-    """Decode one image file's bytes with PIL into (h, w, c) uint8; ValueError naming the file if unreadable."""
+    """Decode one image file's bytes with PIL into (h, w, c) uint8; ValueError naming the file if unreadable.
+    16-bit and float [0, 1] images are scaled to 8 bits, other high-depth modes refused
+    (:func:`cnnjax.data.folder.to_8bit`)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert(mode), dtype=np.uint8)
+            return np.asarray(to_8bit(image).convert(mode), dtype=np.uint8)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError ... for damaged files
         raise ValueError(f"cannot decode image {name!r}: {err}") from err
 

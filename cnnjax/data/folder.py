@@ -7,6 +7,12 @@ Two layouts are read (the second is the one `tfds.ImageFolder` reads, so both to
 
 Class names are the sorted names of the class folders (the union over all split folders), and label k is the
 k-th name. Files whose names do not end in an image suffix (`IMAGE_SUFFIXES`) and hidden files are ignored.
+Every folder is read or named: in the split layout a folder beside the split folders raises ValueError naming
+it, and folders nested inside class folders (not read) are named in a warning.
+
+Images are decoded at their real bit depth (see `to_8bit`): 16-bit images are scaled to 8 bits, float images in
+[0, 1] by 255, and modes whose range is unknown (32-bit integers, floats outside [0, 1]) are refused with an
+error naming the file and the mode.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ import warnings
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
+
+from cnnjax import shapes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 SPLIT_FOLDERS = ("train", "test", "validation", "val")
@@ -40,6 +48,13 @@ def folder_layout(root: str) -> tuple[dict[str, str], tuple[str, ...]]:
     subdirs = _subdirs(root)
     split_dirs = [d for d in subdirs if d in SPLIT_FOLDERS and _subdirs(os.path.join(root, d))]
     splits = {d: os.path.join(root, d) for d in split_dirs} if split_dirs else {"train": root}
+    stray = [d for d in subdirs if d not in split_dirs] if split_dirs else []
+    if stray:
+        raise ValueError(
+            f"load_image_folder: {root!r} holds the split folders {split_dirs} and also the folder(s) {stray}, "
+            f"which would not be read (a split folder is named one of {SPLIT_FOLDERS} and holds class folders); "
+            f"move them into a split folder as classes, or out of the root."
+        )
     classes = sorted({c for folder in splits.values() for c in _subdirs(folder)})
     if not classes:
         raise ValueError(
@@ -51,6 +66,7 @@ def folder_layout(root: str) -> tuple[dict[str, str], tuple[str, ...]]:
             f"load_image_folder: {root!r} has only one class folder {classes}; a classifier needs at least two "
             f"(one sub-folder per class)."
         )
+    nested = []
     for folder in splits.values():
         for c in _subdirs(folder):
             if not _images_in(os.path.join(folder, c)):
@@ -58,6 +74,11 @@ def folder_layout(root: str) -> tuple[dict[str, str], tuple[str, ...]]:
                     f"load_image_folder: class folder {os.path.join(folder, c)!r} holds no images (files ending "
                     f"in {IMAGE_SUFFIXES}); add images or remove the folder."
                 )
+            nested += [os.path.join(folder, c, d) for d in _subdirs(os.path.join(folder, c))]
+    if nested:
+        warnings.warn(
+            f"load_image_folder: {len(nested)} folder(s) inside class folders are not read (only the images "
+            f"directly in ROOT[/<split>]/<class>/ are), e.g. {nested[:3]}.", stacklevel=3)
     return splits, tuple(classes)
 
 
@@ -77,12 +98,51 @@ def as_image_size(value, fn: str) -> tuple[int, int] | None:
     return int(pair[0]), int(pair[1])
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """``image`` as an 8-bit PIL image, at its real bit depth and range, or ValueError naming its mode (the
+    callers add the file's name).
+
+    Decoded, not clipped (PIL's own ``convert`` clips every value of a 16-bit or float image to 0..255, so 1000
+    would read as 255 and a float 0.5 as 0):
+
+    - 8-bit modes ("L", "RGB", "RGBA", "P", "1", ...) are returned as they are;
+    - unsigned 16-bit grayscale ("I;16*", and a 16-bit PNG that PIL opens as "I") is scaled by 255/65535 with
+      rounding (1000 -> 4, 65535 -> 255); 16-bit colour PNGs PIL itself reduces to 8 bits by their high byte
+      (floor(v / 256), at most one level below the rounded value);
+    - float ("F") images must hold finite values in [0, 1], scaled by 255 with rounding (0.5 -> 128);
+    - anything else (32-bit integer "I" images, signed 16-bit, floats outside [0, 1]) is refused: its range is
+      not known, and guessing it would read the data silently wrong. Convert such files to 8-bit first.
+    """
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or (mode == "I" and image.format == "PNG"):
+        values = np.asarray(image).astype(np.int64)
+        if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+            raise ValueError(f"its mode {mode!r} (16-bit) holds values from {values.min()} to {values.max()}, "
+                             f"outside the 16-bit range 0..65535; convert it to 8-bit first.")
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0):
+            raise ValueError(f"it is a float image (mode 'F') with values from {np.nanmin(values)} to "
+                             f"{np.nanmax(values)}; only floats in [0, 1] are read (as round(255 * v)); scale it to "
+                             f"[0, 1] or convert it to 8-bit first.")
+        return Image.fromarray(np.floor(values * 255.0 + 0.5).astype(np.uint8))
+    if mode in ("I", "I;16S", "I;16BS", "I;32", "I;32S") or mode.startswith(("I;", "F;")):
+        raise ValueError(f"its mode {mode!r} holds integers of unknown range; only 8-bit, unsigned "
+                         f"16-bit and float [0, 1] images are read. Convert it to 8-bit first.")
+    return image
+
+
 def decode_file(path: str, *, image_size: tuple[int, int] | None, color_mode: str) -> np.ndarray:
     """One image file -> (h, w, c) uint8 (c = 3 for "rgb", 1 for "grayscale"), resized bilinearly to
-    `image_size` = (height, width) when given. Raises ValueError naming the file if PIL cannot decode it."""
+    `image_size` = (height, width) when given. 16-bit and float [0, 1] images are scaled to 8 bits, other
+    high-depth modes refused (see :func:`to_8bit`). Raises ValueError naming the file if PIL cannot decode it."""
     try:
         with Image.open(path) as image:
-            image = image.convert(_MODES[color_mode])
+            image = to_8bit(image).convert(_MODES[color_mode])
             if image_size is not None and image.size != (image_size[1], image_size[0]):
                 image = image.resize((image_size[1], image_size[0]), Image.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
@@ -123,6 +183,7 @@ def load_image_folder(
     size. With `skip_corrupt`, unreadable files are skipped and counted in one warning instead of raising.
     """
     root = os.fspath(root)
+    skip_corrupt = shapes.check_flag(skip_corrupt, "skip_corrupt", "load_image_folder")
     if color_mode not in _MODES:
         raise ValueError(f"load_image_folder: color_mode={color_mode!r}; valid values are {tuple(_MODES)}.")
     if not 0.0 <= validation_fraction < 1.0:
@@ -168,10 +229,10 @@ def load_image_folder(
         )
     if not images:
         raise ValueError(f"load_image_folder: split {split!r} of {root!r} has no readable images.")
-    shapes = sorted({im.shape for im in images})
-    if len(shapes) > 1:
+    sizes = sorted({im.shape for im in images})
+    if len(sizes) > 1:
         raise ValueError(
-            f"load_image_folder: images in {root!r} have different sizes {shapes[:4]}; pass "
+            f"load_image_folder: images in {root!r} have different sizes {sizes[:4]}; pass "
             f"image_size=(height, width) to resize them to one size."
         )
     return np.stack(images), labels[np.asarray(kept, dtype=np.int64)], classes

@@ -81,10 +81,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return parse_idx(_read_bytes(path), name=path)
 
 
-def read_idx_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike, *,
+                  num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read an images file (n, h, w) uint8 and its labels file (n,) and check that they match.
 
-    Returns images (n, h, w, 1) uint8 (NHWC with one channel) and labels (n,) int32.
+    Returns images (n, h, w, 1) uint8 (NHWC with one channel) and labels (n,) int32. With ``num_classes``, a
+    label outside ``[0, num_classes)`` raises a one-line ValueError naming the labels file, the record index
+    and the value.
     """
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -98,9 +101,23 @@ def read_idx_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike
             f"read_idx_pair: labels file {os.fspath(labels_path)!r} has shape {labels.shape}; expected (n,) "
             f"(magic 0x00000801)."
         )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"read_idx_pair: labels file {os.fspath(labels_path)!r} holds {labels.dtype.name} values; class labels "
+            f"must be integers (magic 0x00000801, uint8)."
+        )
     if len(images) != len(labels):
         raise ValueError(
             f"read_idx_pair: {len(images)} images in {os.fspath(images_path)!r} but {len(labels)} labels in "
             f"{os.fspath(labels_path)!r}; the two files must come from the same split."
         )
+    if num_classes is not None and labels.size:
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"read_idx_pair: labels file {os.fspath(labels_path)!r} has label {labels[i].item()!r} at record "
+                f"{i} (of {len(labels)}; {bad.size} out of range in all), outside 0..{num_classes - 1}; the "
+                f"file is corrupt or not a {num_classes}-class labels file."
+            )
     return images[..., None], labels.astype(np.int32)

@@ -3,7 +3,8 @@
 Where the data comes from, in order (the first that applies):
 
 1. the array cache `PREPARED_DIR/_cnnjax_arrays/<name>/<version>/<split>.npz` (written on the first load of a
-   prepared split; a second load of MNIST reads 55 MB of uint8 and takes well under a second);
+   prepared split; a second load of MNIST reads 55 MB of uint8 and takes well under a second; a cache that
+   cannot be read, e.g. truncated, is named in a warning, deleted and built again);
 2. a prepared tfds dataset `PREPARED_DIR/<name>/<version>/` (or the same under `data_dir`);
 3. the standard distribution files in `data_dir` (MNIST/Fashion-MNIST: the four `*-ubyte.gz` IDX files in
    `data_dir/<name>/` or `data_dir`; CIFAR-10: `cifar-10-python.tar.gz`, `cifar-10-binary.tar.gz` or
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from cnnjax import shapes
 from cnnjax.data.folder import as_image_size, load_image_folder
 from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError, where_to_put
 
@@ -75,10 +77,29 @@ def _cache_file(name: str, split: str, prepared_dir: str) -> str:
 
 
 def _read_cache(path: str):
+    """The cached (images, labels, class_names), or None when there is no cache or it cannot be read: a cache
+    that fails to load or to check (truncated, corrupt, wrong shapes) is named in a warning and deleted, so that
+    the caller rebuilds it instead of failing on every later load."""
     if not os.path.isfile(path):
         return None
-    with np.load(path) as f:
-        return f["images"], f["labels"], tuple(json.loads(str(f["class_names"])))
+    try:
+        with np.load(path) as f:
+            images, labels = f["images"], f["labels"]
+            class_names = tuple(json.loads(str(f["class_names"])))
+        if (images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or len(labels) != len(images)
+                or not class_names or not all(isinstance(c, str) for c in class_names)
+                or (labels.size and not 0 <= int(labels.min()) <= int(labels.max()) < len(class_names))):
+            raise ValueError(f"it holds images {images.dtype}{images.shape}, labels {labels.dtype}{labels.shape} "
+                             f"and {len(class_names)} class names, not a valid split")
+    except Exception as err:  # noqa: BLE001 - zipfile, numpy and json raise many types for a damaged file
+        warnings.warn(f"load: the array cache {path!r} cannot be read ({type(err).__name__}: {err}); deleting it "
+                      f"and building it again.", stacklevel=4)
+        try:
+            os.remove(path)
+        except OSError as remove_err:   # read-only: still rebuilt in memory, the write is then warned about
+            warnings.warn(f"load: could not delete the unreadable cache {path!r} ({remove_err}).", stacklevel=4)
+        return None
+    return images, labels, class_names
 
 
 def _write_cache(path: str, images, labels, class_names) -> None:
@@ -194,6 +215,8 @@ def load(
     `image_size=(h, w)` resizes bilinearly (PIL). Folder options: `validation_fraction`, `seed`, `color_mode`,
     `skip_corrupt` (see `load_image_folder`).
     """
+    as_uint8, download, skip_corrupt = (shapes.check_flag(v, n, "load") for v, n in (
+        (as_uint8, "as_uint8"), (download, "download"), (skip_corrupt, "skip_corrupt")))  # 'False' is truthy
     if data_format not in DATA_FORMATS:
         raise ValueError(f"load: data_format={data_format!r}; valid values are {DATA_FORMATS}.")
     if not isinstance(split, str):

@@ -26,6 +26,16 @@ def floating(x, name: str, fn: str):
     return x
 
 
+def accumulator(dtype):
+    """The dtype to sum ``dtype`` values in: float32 for the low-precision floats (float16, bfloat16, float8s),
+    where a sum of values that fit overflows or loses its low digits; ``dtype`` itself otherwise (float32 and
+    float64 results stay bit-identical)."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4:
+        return jnp.dtype(jnp.float32)
+    return dtype
+
+
 def rank(x, expected, name: str, fn: str, what: str):
     if x.ndim not in ((expected,) if isinstance(expected, int) else tuple(expected)):
         raise ValueError(f"{fn}: {name} of shape {tuple(x.shape)} has rank {x.ndim}, but {what}.")

@@ -24,7 +24,9 @@ def dense(x, kernel, bias=None):
             f"kernel of shape {tuple(kernel.shape)} expects {kernel.shape[0]}; flatten the input first or fix the "
             f"kernel.")
     dtype = _checks.common_dtype(x, kernel)
-    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype))
+    # float16/bfloat16 products summed in float32 (returned in the inputs' dtype); float32/float64 unchanged
+    acc = _checks.accumulator(dtype)
+    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=acc).astype(dtype)
     if bias is None:
         return y
     bias = _checks.floating(bias, "bias", fn)
@@ -34,11 +36,15 @@ def dense(x, kernel, bias=None):
 
 
 def flatten(x):
-    """``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``: keeps the batch axis, in row-major (C) order."""
+    """``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``: keeps the batch axis, in row-major (C) order; an empty batch
+    ``(0, d1, ...)`` gives ``(0, d1 * d2 * ...)``."""
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError("flatten: x is a scalar; it needs a batch axis.")
-    return x.reshape(x.shape[0], -1)
+    features = 1
+    for d in x.shape[1:]:   # not reshape(n, -1): -1 is undefined for n == 0 (ZeroDivisionError)
+        features = features * d
+    return x.reshape(x.shape[0], features)
 
 
 def dropout(x, rate: float, *, rng=None, deterministic: bool = False):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from cnnjax import _args
 from cnnjax.functional import _checks
 
 __all__ = ["batch_moments", "batch_norm"]
@@ -12,12 +13,19 @@ def batch_moments(x, axes):
     """Mean and (biased) variance over ``axes``, in float32 at least, with the two-pass formula
     ``mean((x - mean)**2)`` (no cancellation when activations have a large mean).
 
-    ``axes``: an int or a sequence of distinct ints in ``[-x.ndim, x.ndim)``, or None for all axes.
+    ``axes``: an int or a sequence of distinct ints in ``[-x.ndim, x.ndim)``, or None for all axes. ValueError
+    when an axis reduced over has size 0 (an empty batch has no statistics).
     """
     fn = "batch_moments"
     x = _checks.floating(x, "x", fn)
     if axes is not None:
         axes = _checks.axes(axes, x.ndim, "axes", fn)
+    reduced = range(x.ndim) if axes is None else (axes,) if isinstance(axes, int) else axes
+    if any(_args.surely(lambda a=a: x.shape[a] == 0) for a in reduced):
+        raise ValueError(
+            f"{fn}: x of shape {tuple(x.shape)} has no elements along axes {tuple(reduced)}; the mean and variance "
+            f"of an empty batch are undefined (they would be NaN). Normalise an empty batch with given statistics "
+            f"(batch_norm, or BatchNormalization with train=False).")
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x32, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=axes)

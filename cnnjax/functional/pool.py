@@ -71,7 +71,8 @@ def min_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
 
 def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channels_last", ceil_mode=False,
              count_include_pad=False):
-    """Average pooling.
+    """Average pooling. float16/bfloat16 windows are summed (and divided) in float32 and the result returned in
+    the input's dtype, so a mean that fits the dtype never overflows in its sum; float32/float64 are unchanged.
 
     ``count_include_pad=False`` (TensorFlow/Keras): each output is the mean of the real input cells in its
     window. ``True`` (PyTorch): the zero padding counts in the divisor, except the cells ``ceil_mode`` adds past
@@ -81,13 +82,14 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
     count_include_pad = shapes.check_flag(count_include_pad, "count_include_pad", fn)
     x, dims, steps, pads, pairs, extra, fmt = _window(x, pool_size, strides, padding, data_format, ceil_mode, fn)
     x = _checks.floating(x, "x", fn)
-    sums = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pads)
+    acc = _checks.accumulator(x.dtype)    # float16/bfloat16 windows summed in float32: 4 x 60000 fits
+    sums = lax.reduce_window(x.astype(acc), np.array(0, acc), lax.add, dims, steps, pads)
     symbolic = pads == "SAME"             # symbolic "same" pads (see _window): no extra cells
     if (count_include_pad and symbolic) or (not symbolic and all(p == (0, 0) for p in pads)):
         # every window is whole (or counts its padding, and ceil_mode added no cells): one divisor
-        return sums * np.array(1.0 / np.prod(dims), x.dtype)
+        return (sums * np.array(1.0 / np.prod(dims), acc)).astype(x.dtype)
     spatial = [x.shape[a] for a in _args.spatial_axes(fmt, x.ndim)]
-    ones = jnp.ones(spatial, x.dtype)
+    ones = jnp.ones(spatial, acc)
     if symbolic:
         count_pads = "SAME"
     elif count_include_pad:
@@ -97,9 +99,9 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
         count_pads = [(lo, hi + e) for (lo, hi), e in zip(pairs, extra)]
     spatial_dims = [d for a, d in enumerate(dims) if a in _args.spatial_axes(fmt, x.ndim)]
     spatial_steps = [s for a, s in enumerate(steps) if a in _args.spatial_axes(fmt, x.ndim)]
-    counts = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, spatial_dims, spatial_steps, count_pads)
+    counts = lax.reduce_window(ones, np.array(0, acc), lax.add, spatial_dims, spatial_steps, count_pads)
     counts = counts.reshape(sums.shape[1:-1] + (1,) if fmt == "channels_last" else (1,) + sums.shape[2:])
-    return sums / counts[None]
+    return (sums / counts[None]).astype(x.dtype)
 
 
 def _global(x, data_format, keepdims, fn, reducer):
@@ -113,9 +115,13 @@ def _global(x, data_format, keepdims, fn, reducer):
 
 
 def global_avg_pool(x, data_format="channels_last", keepdims=False):
-    """Mean over all spatial axes: ``(N, *spatial, C) -> (N, C)`` (one value per channel; depth kept)."""
-    return _global(_checks.floating(x, "x", "global_avg_pool"), data_format, keepdims, "global_avg_pool",
-                   jnp.mean)
+    """Mean over all spatial axes: ``(N, *spatial, C) -> (N, C)`` (one value per channel; depth kept).
+
+    float16/bfloat16 inputs are summed in float32 and the mean returned in the input's dtype."""
+    x = _checks.floating(x, "x", "global_avg_pool")
+    mean = lambda a, axis, keepdims: jnp.mean(a, axis=axis, keepdims=keepdims,  # noqa: E731
+                                              dtype=_checks.accumulator(a.dtype)).astype(a.dtype)
+    return _global(x, data_format, keepdims, "global_avg_pool", mean)
 
 
 def global_max_pool(x, data_format="channels_last", keepdims=False):

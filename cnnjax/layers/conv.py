@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnjax import _args
+from cnnjax import _args, shapes
 from cnnjax import functional as F
 from cnnjax.layers._common import activation, cast, check_rank, positive_int
 
@@ -24,6 +24,11 @@ Initializer = Callable[..., Any]
 
 __all__ = ["Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose",
            "Conv3DTranspose"]
+
+
+def _use_bias(layer) -> bool:
+    """The layer's ``use_bias`` as a bool; TypeError naming the layer for anything else (e.g. the string 'False')."""
+    return shapes.check_flag(layer.use_bias, "use_bias", type(layer).__name__)
 
 
 class _Conv(nn.Module):
@@ -66,7 +71,7 @@ class _Conv(nn.Module):
         in_channels = x.shape[_args.channel_axis(fmt, x.ndim)]
         shape = self._kernel_shape(in_channels)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        bias = self.param("bias", self.bias_init, shape[-1:], self.param_dtype) if self.use_bias else None
+        bias = self.param("bias", self.bias_init, shape[-1:], self.param_dtype) if _use_bias(self) else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = getattr(F, self._op)(x, kernel, bias, strides=self.strides, padding=self.padding,
                                  dilation=self.dilation_rate, groups=self.groups, data_format=self.data_format)
@@ -130,7 +135,7 @@ class DepthwiseConv2D(nn.Module):
         ksize = _args.as_int_tuple(self.kernel_size, 2, "kernel_size", layer)
         filters = in_channels * multiplier
         kernel = self.param("kernel", self.kernel_init, (*ksize, 1, filters), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if self.use_bias else None
+        bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if _use_bias(self) else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = F.conv2d(x, kernel, bias, strides=self.strides, padding=self.padding, dilation=self.dilation_rate,
                      groups=in_channels, data_format=self.data_format)
@@ -169,7 +174,7 @@ class _ConvTranspose(nn.Module):
         filters = positive_int(self.filters, "filters", layer)
         ksize = _args.as_int_tuple(self.kernel_size, self._rank, "kernel_size", layer)
         kernel = self.param("kernel", self.kernel_init, (*ksize, in_channels, filters), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if self.use_bias else None
+        bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if _use_bias(self) else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = F.conv_transpose(x, kernel, bias, strides=self.strides, padding=self.padding,
                              dilation=self.dilation_rate, data_format=self.data_format)

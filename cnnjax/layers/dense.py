@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax import functional as F
+from cnnjax import shapes
 from cnnjax.layers._common import activation, cast, positive_int
 
 Initializer = Callable[..., Any]
@@ -38,7 +39,8 @@ class Dense(nn.Module):
         if jnp.ndim(x) < 1:
             raise ValueError(f"{layer}: input is a scalar; it needs at least one (feature) axis.")
         kernel = self.param("kernel", self.kernel_init, (jnp.shape(x)[-1], units), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (units,), self.param_dtype) if self.use_bias else None
+        use_bias = shapes.check_flag(self.use_bias, "use_bias", layer)
+        bias = self.param("bias", self.bias_init, (units,), self.param_dtype) if use_bias else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         return act(F.dense(x, kernel, bias))
 
@@ -55,12 +57,14 @@ class Dropout(nn.Module):
 
     Active only when called with ``train=True``; it then draws its key from the ``"dropout"`` rng stream
     (``model.apply(variables, x, train=True, rngs={"dropout": key})``). With ``train=False`` it is the identity.
-    ``rate`` must lie in ``[0, 1)``; it is checked at ``init`` in either mode.
+    ``rate`` must lie in ``[0, 1)``; it is checked at ``init`` in either mode. ``train`` takes a bool only
+    (TypeError otherwise: the string ``'False'`` is truthy and would switch dropout on).
     """
 
     rate: float
 
     def __call__(self, x, train: bool = False):
+        train = shapes.check_flag(train, "train", type(self).__name__)
         rng = self.make_rng("dropout") if train else None
         return F.dropout(x, self.rate, rng=rng, deterministic=not train)
 

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax import _args, shapes
 from cnnjax import functional as F
 
 Initializer = Callable[..., Any]
@@ -28,6 +29,9 @@ class BatchNormalization(nn.Module):
     (zeros) and ``var`` (ones), non-trainable: ``4 * C`` in all, of which ``2 * C`` are trainable. Statistics and
     the normalisation are computed in at least float32, whatever the computation dtype ``dtype``, which is the
     output's (``None``: the input's promoted with ``param_dtype``).
+
+    ``train``, ``center`` and ``scale`` take a bool only (TypeError otherwise: the string ``'False'`` is truthy).
+    An empty batch passes with ``train=False``; with ``train=True`` it raises ValueError (no statistics).
     """
 
     axis: int = -1
@@ -43,6 +47,9 @@ class BatchNormalization(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         layer = type(self).__name__
+        train = shapes.check_flag(train, "train", layer)           # a string 'False' would mean True
+        center = shapes.check_flag(self.center, "center", layer)
+        use_scale = shapes.check_flag(self.scale, "scale", layer)
         ndim = jnp.ndim(x)
         if not isinstance(self.axis, int) or not -ndim <= self.axis < ndim or ndim < 2:
             raise ValueError(
@@ -66,8 +73,12 @@ class BatchNormalization(nn.Module):
             x = x.astype(stat_dtype)
         running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((channels,), stat_dtype))
         running_var = self.variable("batch_stats", "var", lambda: jnp.ones((channels,), stat_dtype))
-        scale = self.param("scale", self.scale_init, (channels,), self.param_dtype) if self.scale else None
-        bias = self.param("bias", self.bias_init, (channels,), self.param_dtype) if self.center else None
+        scale = self.param("scale", self.scale_init, (channels,), self.param_dtype) if use_scale else None
+        bias = self.param("bias", self.bias_init, (channels,), self.param_dtype) if center else None
+        if train and any(_args.surely(lambda i=i: jnp.shape(x)[i] == 0) for i in range(ndim) if i != axis):
+            raise ValueError(
+                f"{layer}: train=True on an input of shape {tuple(jnp.shape(x))} with no elements per channel; an "
+                f"empty batch has no statistics (the running ones would become NaN). Use train=False for it.")
         if train:
             reduce_axes = tuple(i for i in range(ndim) if i != axis)
             mean, var = F.batch_moments(x, reduce_axes)

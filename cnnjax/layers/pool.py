@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
 
-from cnnjax import _args
+from cnnjax import _args, shapes
 from cnnjax import functional as F
 from cnnjax.layers._common import check_rank
 
@@ -50,7 +50,11 @@ class _Pool(nn.Module):
         check_rank(x, self._rank, type(self).__name__, self.data_format)
         pool, strides = self._window()
         return getattr(F, self._op)(x, pool, strides, self.padding, data_format=self.data_format,
-                                    ceil_mode=self.ceil_mode)
+                                    ceil_mode=self._flag("ceil_mode"))
+
+    def _flag(self, name):
+        """Attribute ``name`` as a bool; TypeError naming the layer for anything else (the string 'False')."""
+        return shapes.check_flag(getattr(self, name), name, type(self).__name__)
 
 
 class _AvgPool(_Pool):
@@ -64,8 +68,8 @@ class _AvgPool(_Pool):
     def __call__(self, x):
         check_rank(x, self._rank, type(self).__name__, self.data_format)
         pool, strides = self._window()
-        return F.avg_pool(x, pool, strides, self.padding, data_format=self.data_format, ceil_mode=self.ceil_mode,
-                          count_include_pad=self.count_include_pad)
+        return F.avg_pool(x, pool, strides, self.padding, data_format=self.data_format,
+                          ceil_mode=self._flag("ceil_mode"), count_include_pad=self._flag("count_include_pad"))
 
 
 class MaxPooling1D(_Pool):
@@ -133,7 +137,8 @@ class _GlobalPool(nn.Module):
 
     def __call__(self, x):
         check_rank(x, self._rank, type(self).__name__, self.data_format)
-        return getattr(F, self._op)(x, data_format=self.data_format, keepdims=self.keepdims)
+        keepdims = shapes.check_flag(self.keepdims, "keepdims", type(self).__name__)
+        return getattr(F, self._op)(x, data_format=self.data_format, keepdims=keepdims)
 
 
 class GlobalAveragePooling1D(_GlobalPool):

@@ -6,6 +6,8 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 
+from cnnjax import shapes
+
 __all__ = ["Sequential"]
 
 
@@ -35,6 +37,7 @@ class Sequential(nn.Module):
     layers: Sequence[Callable]
 
     def __call__(self, x, train: bool = False):
+        train = shapes.check_flag(train, "train", "Sequential")
         if not isinstance(self.layers, (list, tuple)) or not self.layers:
             raise ValueError(f"Sequential: layers must be a non-empty list of layers, got {self.layers!r}.")
         for i, layer in enumerate(self.layers):
