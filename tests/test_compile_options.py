@@ -170,7 +170,8 @@ def test_the_warning_names_what_changed_and_what_to_do():
 _PMAP_CHECK = """
 import jax, jax.numpy as jnp, numpy as np, optax
 from cnnjax import layers as L
-from cnnjax.train.cpu_speed import compile_options as co, create_state, make_strategy, make_train_step
+from cnnjax.train import create_state, make_strategy, make_train_step
+from cnnjax.train.cpu_speed import compile_options as co
 model = L.Sequential([L.Conv2D(64, 3, padding="same", activation="relu"),
                       L.Conv2D(64, 3, padding="same", activation="relu"), L.GlobalAveragePooling2D(), L.Dense(10)])
 tx = optax.sgd(0.1, 0.9)
@@ -180,14 +181,15 @@ x, y = rng.randint(0, 256, (3, 16, 16, 16, 3)).astype(np.uint8), rng.randint(0, 
 strategy = make_strategy("pmap", model, tx)
 assert strategy.compiler_options == co.cpu_compiler_options(), strategy.compiler_options
 placed = strategy.place_state(state)
-plain = jax.pmap(make_train_step(model, tx, axis_name="data"), axis_name="data", donate_argnums=0)
+plain = jax.pmap(make_train_step(model, tx, axis_name="data", cpu_forms=True), axis_name="data", donate_argnums=0)
 ref = strategy.place_state(state)
 for t in range(3):
     placed, _ = strategy.train_step(placed, *strategy.place_batch(x[t], y[t]))
     ref, _ = plain(ref, *strategy.place_batch(x[t], y[t]))
 diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(placed.params), jax.tree.leaves(ref.params)))
 assert diff < 1e-5, diff
-ours = co.pmap(make_train_step(model, tx, axis_name="data"), axis_name="data", donate_argnums=0, platform="cpu")
+ours = co.pmap(make_train_step(model, tx, axis_name="data", cpu_forms=True), axis_name="data", donate_argnums=0,
+               platform="cpu")
 s = strategy.place_state(state)
 for t in range(3):
     s, _ = ours(s, *strategy.place_batch(x[t], y[t]))
