@@ -277,3 +277,18 @@ def test_out_of_range_idx_label_named_in_one_line(tmp_path):
     assert "\n" not in message and len(message) < 300
     assert str(tmp_path / "labels") in message and "label 12 at record 17" in message and "0..9" in message
     assert read_idx_pair(tmp_path / "images.gz", tmp_path / "labels")[1][17] == 12   # no num_classes: unchecked
+
+
+@pytest.mark.parametrize("shape,layer,stored,needed", [
+    ((2, 32, 32, 3), "Conv2D 'Conv2D_0'", r"\(3, 3, 1, 32\)", r"\(3, 3, 3, 32\)"),
+    ((2, 32, 32, 1), "Dense 'Dense_0'", r"\(5408, 128\)", r"\(7200, 128\)"),
+])
+def test_variables_applied_to_another_input_shape_name_the_layer_and_shapes(shape, layer, stored, needed):
+    """Flax's own ScopeParamShapeError names neither the input's shape nor what would fit."""
+    import jax
+    from cnnjax import models
+    model = models.get("mnist_cnn")
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    with pytest.raises(ValueError, match=rf"{layer}: its kernel in the variables has shape {stored}, but its input, "
+                                         rf"of shape .*, needs {needed}; apply the variables to inputs of the shape"):
+        jax.eval_shape(model.apply, variables, jnp.zeros(shape))

@@ -71,3 +71,18 @@ def cast(x, *params, dtype: Any, layer: str) -> Tuple[Any, ...]:
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         return (x, *params)
     return tuple(promote_dtype(x, *params, dtype=dtype))
+
+
+def param(module, name: str, init: Callable, shape: tuple, dtype: Any, x, layer: str):
+    """``module.param(name, init, shape, dtype)`` with a clear ValueError where the variables already hold
+    ``name`` with another shape: variables made for inputs of another shape (Flax would raise its
+    ScopeParamShapeError without the input's shape)."""
+    if module.has_variable("params", name):
+        stored = tuple(jnp.shape(module.get_variable("params", name)))
+        if stored != tuple(shape):
+            where = "/".join(module.scope.path) or layer
+            raise ValueError(
+                f"{layer} {where!r}: its {name} in the variables has shape {stored}, but its input, of shape "
+                f"{tuple(jnp.shape(x))}, needs {tuple(shape)}; apply the variables to inputs of the shape they were "
+                "initialised with, or initialise the model again for this input shape.")
+    return module.param(name, init, shape, dtype)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from cnnjax import _args, shapes
 from cnnjax import functional as F
-from cnnjax.layers._common import activation, cast, check_rank, positive_int
+from cnnjax.layers._common import activation, cast, check_rank, param, positive_int
 
 IntOrTuple = Union[int, Sequence[int]]
 Initializer = Callable[..., Any]
@@ -70,7 +70,7 @@ class _Conv(nn.Module):
         fmt = check_rank(x, self._rank, layer, self.data_format)
         in_channels = x.shape[_args.channel_axis(fmt, x.ndim)]
         shape = self._kernel_shape(in_channels)
-        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+        kernel = param(self, "kernel", self.kernel_init, shape, self.param_dtype, x, layer)
         bias = self.param("bias", self.bias_init, shape[-1:], self.param_dtype) if _use_bias(self) else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = getattr(F, self._op)(x, kernel, bias, strides=self.strides, padding=self.padding,
@@ -134,7 +134,7 @@ class DepthwiseConv2D(nn.Module):
         multiplier = positive_int(self.depth_multiplier, "depth_multiplier", layer)
         ksize = _args.as_int_tuple(self.kernel_size, 2, "kernel_size", layer)
         filters = in_channels * multiplier
-        kernel = self.param("kernel", self.kernel_init, (*ksize, 1, filters), self.param_dtype)
+        kernel = param(self, "kernel", self.kernel_init, (*ksize, 1, filters), self.param_dtype, x, layer)
         bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if _use_bias(self) else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = F.conv2d(x, kernel, bias, strides=self.strides, padding=self.padding, dilation=self.dilation_rate,
@@ -173,7 +173,7 @@ class _ConvTranspose(nn.Module):
         in_channels = x.shape[_args.channel_axis(fmt, x.ndim)]
         filters = positive_int(self.filters, "filters", layer)
         ksize = _args.as_int_tuple(self.kernel_size, self._rank, "kernel_size", layer)
-        kernel = self.param("kernel", self.kernel_init, (*ksize, in_channels, filters), self.param_dtype)
+        kernel = param(self, "kernel", self.kernel_init, (*ksize, in_channels, filters), self.param_dtype, x, layer)
         bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if _use_bias(self) else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
         y = F.conv_transpose(x, kernel, bias, strides=self.strides, padding=self.padding,

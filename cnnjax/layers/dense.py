@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from cnnjax import functional as F
 from cnnjax import shapes
-from cnnjax.layers._common import activation, cast, positive_int
+from cnnjax.layers._common import activation, cast, param, positive_int
 
 Initializer = Callable[..., Any]
 
@@ -38,7 +38,7 @@ class Dense(nn.Module):
         units = positive_int(self.units, "units", layer)
         if jnp.ndim(x) < 1:
             raise ValueError(f"{layer}: input is a scalar; it needs at least one (feature) axis.")
-        kernel = self.param("kernel", self.kernel_init, (jnp.shape(x)[-1], units), self.param_dtype)
+        kernel = param(self, "kernel", self.kernel_init, (jnp.shape(x)[-1], units), self.param_dtype, x, layer)
         use_bias = shapes.check_flag(self.use_bias, "use_bias", layer)
         bias = self.param("bias", self.bias_init, (units,), self.param_dtype) if use_bias else None
         x, kernel, bias = cast(x, kernel, bias, dtype=self.dtype, layer=layer)
