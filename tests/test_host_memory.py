@@ -10,11 +10,9 @@ import sys
 
 import pytest
 
-PROBE = r"""
-import ctypes, sys
-from cnnjax.train.cpu_speed.host_memory import keep_freed_memory
-applied = keep_freed_memory()
-again = keep_freed_memory()
+# glibc's malloc and free, and the resident memory of this process (KiB), for the probes below
+GLIBC = r"""
+import ctypes
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
@@ -22,7 +20,12 @@ libc.free.argtypes = [ctypes.c_void_p]
 def rss_kib():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+"""
 
+PROBE = GLIBC + r"""
+from cnnjax.train.cpu_speed.host_memory import keep_freed_memory
+applied = keep_freed_memory()
+again = keep_freed_memory()
 before = rss_kib()
 p = libc.malloc(64 << 20)
 ctypes.memset(p, 1, 64 << 20)           # touch every page
@@ -57,19 +60,11 @@ def test_environment_matches_settings():
         k: host_memory.SETTINGS[p] for k, p in by_name.items()}
 
 
-FIT_PROBE = r"""
-import ctypes
+FIT_PROBE = GLIBC + r"""
 import numpy as np
 import cnnjax
 from cnnjax import models
 from cnnjax.train import fit
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-
-def rss_kib():
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
 
 def kept():
     before = rss_kib()
