@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "unroll: chunks of up to 8 steps unrolled in one program; auto: a fixed rule of the "
                         "backend and the model (same bits on every run); measure: time the three on this machine "
                         "before training and keep the fastest (default auto)")
+    t.add_argument("--augment", default=None, metavar="SPEC",
+                   help="augment each training batch inside the compiled step, e.g. 'flip,translate:2' or "
+                        "'translate:2,cutout:8' (names: flip, translate[:pad], crop[:pad], cutout[:size]); "
+                        "default none")
     t.add_argument("--no-keep-freed-memory", action="store_true",
                    help="leave glibc's malloc settings alone (by default this command keeps freed memory in its "
                         "process on a CPU, which makes XLA:CPU's steps faster)")
@@ -147,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=1000,
                    help="evaluation batch size (default 1000)")
     e.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
+    e.add_argument("--tta", choices=["flip"], default=None,
+                   help="test-time augmentation: 'flip' averages the logits of each image and its mirror image")
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser("summary", help="print a Keras-style layer table of a model",
@@ -228,6 +234,12 @@ def _train(args) -> int:
             raise UsageError(f"{flag} applies to --optimizer sgd only; --optimizer {args.optimizer} would ignore it")
     if args.ensemble_lrs and args.ensemble not in (1, len(args.ensemble_lrs)):
         raise UsageError(f"--ensemble {args.ensemble} disagrees with {len(args.ensemble_lrs)} --ensemble-lrs")
+    if args.augment is not None:
+        from cnnjax.functional.augment import from_spec
+        try:
+            from_spec(args.augment)          # said before any data is read
+        except ValueError as e:
+            raise UsageError(f"--augment {args.augment!r}: {e}") from None
     if args.metrics_out:
         _check_writable_file(args.metrics_out)
     saved_history = {}
@@ -306,7 +318,7 @@ def _train(args) -> int:
                 checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep or 3,
                 resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
                 progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
-                keep_freed_memory=not args.no_keep_freed_memory)
+                keep_freed_memory=not args.no_keep_freed_memory, augment=args.augment)
     finally:
         if metrics_file:
             metrics_file.close()
@@ -376,7 +388,7 @@ def _evaluate(args) -> int:
         model = model.clone(dtype=jax.numpy.dtype(dtype))
     for i in range(n_members):
         state = member(full, i) if n_members > 1 else full
-        out = evaluate(model, state, (split.images, split.labels), batch_size=args.batch_size)
+        out = evaluate(model, state, (split.images, split.labels), batch_size=args.batch_size, tta=args.tta)
         who = f" member {i}" if n_members > 1 else ""
         print(f"{args.split} accuracy{who}: {out['accuracy']:.4f}  loss: {out['loss']:.4f}  "
               f"({len(split.labels)} {dataset} {args.split} images; {args.model}, checkpoint step "

@@ -54,6 +54,7 @@ from .ensemble import create_ensemble, with_update_scale
 from .optim import check_number, make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
 from .state import TrainState, create_state
+from .steps import TTA_MODES
 
 LOOPS = ("auto", "measure", "scan", "step", "unroll")
 
@@ -209,8 +210,11 @@ def evaluate_with(strategy: Strategy, placed_state, images, labels, *, batch_siz
 
 
 def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_smoothing: float = 0.0,
-             parallel: str = "none") -> dict[str, float]:
-    """{"loss", "accuracy"} of `model` with `state` (params and batch_stats) on `data`, in inference mode."""
+             parallel: str = "none", tta: str | None = None) -> dict[str, float]:
+    """{"loss", "accuracy"} of `model` with `state` (params and batch_stats) on `data`, in inference mode;
+    ``tta="flip"`` averages the logits of each image and its mirror image (test-time augmentation)."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"evaluate: tta={tta!r}; valid: None or 'flip'.")
     check_model("evaluate", model)
     _check_state("evaluate", state)
     images, labels = as_arrays(data, fn="evaluate")
@@ -219,7 +223,8 @@ def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_sm
     if dtype is not None:
         dtype = _compute_dtype("evaluate", dtype)
     _check_labels("evaluate", "data", labels, _num_classes_with("evaluate", model, state, images))
-    strategy = make_strategy(parallel, model, optax.identity(), label_smoothing=label_smoothing, dtype=dtype)
+    strategy = make_strategy(parallel, model, optax.identity(), label_smoothing=label_smoothing, dtype=dtype,
+                             tta=tta)
     out = evaluate_with(strategy, strategy.place_state(state), images, labels, batch_size=batch_size)
     return {k: float(v) for k, v in out.items()}
 
@@ -264,7 +269,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         checkpoint_every: int | None = None, keep: int = 3, resume: bool = False,
         meta: dict | None = None, notes: dict | None = None, progress: bool = True, log_every: int = 20,
         on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000,
-        cpu_forms: bool | None = None, keep_freed_memory: bool = False):
+        cpu_forms: bool | None = None, keep_freed_memory: bool = False, augment=None):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
@@ -293,8 +298,12 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     parallel "none" and "pmap").
     keep_freed_memory: set glibc's malloc to keep freed memory in the process (faster steps on a CPU; changes
     the whole process, see `cpu_speed.host_memory`).
+    augment: data augmentation inside the compiled step, on each batch before scaling: a spec such as
+    "flip,translate:2" (`cnnjax.functional.augment.from_spec`) or any ``(key, images) -> images`` function;
+    each step draws fresh augmentations from the run's seed (so a resumed run repeats them).
     """
     check_model("fit", model)
+    augment_fn, augment_name = _augmentation("fit", augment)
     if ends_in_softmax(model):
         warnings.warn(f"fit: {type(model).__name__} ends in a softmax, but fit's loss takes logits (it applies the "
                       "softmax itself), so it would train on probabilities as if they were logits, which trains "
@@ -380,7 +389,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         _keep_freed_memory()     # XLA:CPU re-faults each step's temporaries in otherwise (host_memory.py)
     is_ensemble = ensemble > 1 or learning_rates is not None
     strategy = make_strategy(parallel, model, tx, label_smoothing=label_smoothing, dtype=dtype,
-                             ensemble=is_ensemble, cpu_forms=cpu_forms)
+                             ensemble=is_ensemble, cpu_forms=cpu_forms, augment=augment_fn)
     warn_note(strategy)
     if batch_size % strategy.n_devices:
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
@@ -407,7 +416,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble,
                     **_settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
                                 label_smoothing, dtype, learning_rates, total_steps),
-                    **(meta or {})}
+                    "augment": augment_name, **(meta or {})}
         history: dict[str, list] = {}
         partial, saved_meta = None, {}
         if ckpt is not None and resume:
@@ -582,6 +591,19 @@ def _measured_loop(strategy, placed, images, labels, *, batch_size, seed, steps_
               f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
               f"using {choice!r}.", flush=True)
     return choice
+
+
+def _augmentation(fn: str, augment):
+    """(the function, the name stored with checkpoints) of fit's `augment` argument; (None, None) for None."""
+    if augment is None:
+        return None, None
+    if isinstance(augment, str):
+        from cnnjax.functional.augment import from_spec
+        return from_spec(augment), augment
+    if callable(augment):
+        return augment, f"custom:{getattr(augment, '__name__', type(augment).__name__)}"
+    raise TypeError(f"{fn}: augment must be a spec such as 'flip,translate:2' or a function (key, images) -> "
+                    f"images, got {type(augment).__name__} {augment!r}.")
 
 
 def _settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,

@@ -57,13 +57,13 @@ def _first(tree):
 
 
 def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=None,
-                  ensemble: bool = False, cpu_forms: bool | None = None) -> Strategy:
+                  ensemble: bool = False, cpu_forms: bool | None = None, augment=None, tta=None) -> Strategy:
     """Build the `Strategy` for `kind` in PARALLEL_MODES; `ensemble` vmaps every step over a member axis.
 
     `cpu_forms`: the steps run their convolutions and max/min pools in XLA:CPU's faster forms
     (`cpu_speed.with_cpu_forms`); None: where the steps run on CPU devices, except in the sharded mode (the
     swapped loss sees the global batch there, and the split kernel gradient's batch chunks would cut across
-    the devices' shards)."""
+    the devices' shards). `augment` goes to the train step, `tta` to the eval step (see steps.py)."""
     if kind not in PARALLEL_MODES:
         raise ValueError(f"make_strategy: unknown parallel mode {kind!r}; valid: {', '.join(PARALLEL_MODES)}.")
     if ensemble and kind != "none":
@@ -76,7 +76,7 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
         cpu_forms = kind != "shard" and jax.local_devices()[0].platform == "cpu"
     elif not isinstance(cpu_forms, (bool, np.bool_)):
         raise TypeError(f"make_strategy: cpu_forms must be True, False or None, got {cpu_forms!r}.")
-    kw = dict(label_smoothing=label_smoothing, dtype=dtype, cpu_forms=bool(cpu_forms))
+    kw = dict(label_smoothing=label_smoothing, dtype=dtype, cpu_forms=bool(cpu_forms), augment=augment, tta=tta)
     if kind == "none":
         strategy = _single_strategy(model, tx, kw, ensemble)
     elif kind == "pmap":
@@ -87,9 +87,17 @@ def make_strategy(kind: str, model, tx, *, label_smoothing: float = 0.0, dtype=N
     return strategy
 
 
+def _train_kw(kw: dict) -> dict:
+    return {k: v for k, v in kw.items() if k != "tta"}
+
+
+def _eval_kw(kw: dict) -> dict:
+    return {k: v for k, v in kw.items() if k != "augment"}
+
+
 def _single_strategy(model, tx, kw, ensemble) -> Strategy:
-    step = make_train_step(model, tx, **kw)
-    ev = make_eval_step(model, **kw)
+    step = make_train_step(model, tx, **_train_kw(kw))
+    ev = make_eval_step(model, **_eval_kw(kw))
     if ensemble:
         step, ev = _ensemble.vmap_train_step(step), _ensemble.vmap_eval_step(ev)
     device = jax.local_devices()[0]
@@ -105,8 +113,8 @@ def _single_strategy(model, tx, kw, ensemble) -> Strategy:
 def _pmap_strategy(model, tx, kw) -> Strategy:
     devices = jax.local_devices()
     n = len(devices)
-    step = make_train_step(model, tx, axis_name="data", **kw)
-    ev = make_eval_step(model, axis_name="data", **kw)
+    step = make_train_step(model, tx, axis_name="data", **_train_kw(kw))
+    ev = make_eval_step(model, axis_name="data", **_eval_kw(kw))
     # Leading-axis-over-devices layout; pmap takes such arrays as they are (it is built on jit + shard_map
     # since jax 0.10), and older pmap accepts them as well.
     stacked_sharding = NamedSharding(Mesh(np.array(devices), ("data",)), P("data"))
@@ -160,8 +168,8 @@ def _shard_strategy(model, tx, kw) -> Strategy:
     replicated = NamedSharding(mesh, P())
     rows = NamedSharding(mesh, P("data"))
     stacked_rows = NamedSharding(mesh, P(None, "data"))
-    step = make_train_step(model, tx, **kw)
-    ev = make_eval_step(model, **kw)
+    step = make_train_step(model, tx, **_train_kw(kw))
+    ev = make_eval_step(model, **_eval_kw(kw))
 
     def place_batch(*arrays, stacked=False):
         return tuple(global_array(a, stacked_rows if stacked else rows) for a in arrays)

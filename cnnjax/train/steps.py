@@ -24,6 +24,10 @@ from .cpu_speed.swap import with_cpu_forms
 from .state import TrainState
 
 
+AUGMENT_STREAM = 0x61756720   # folded into a step's dropout key for its augmentation key ("aug ")
+TTA_MODES = (None, "flip")
+
+
 def prepare_images(images: jax.Array, dtype=None) -> jax.Array:
     """uint8 NHWC -> float in [0, 1] (x / 255); float input unchanged; then cast to `dtype` if given."""
     x = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
@@ -73,7 +77,7 @@ def scaled_value_and_grad(fn: Callable, scale: float) -> Callable:
 
 def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
                     dtype=None, axis_name: str | None = None, loss_scale: float | None = None,
-                    cpu_forms: bool = False) -> Callable:
+                    cpu_forms: bool = False, augment: Callable | None = None) -> Callable:
     """Return ``train_step(state, images[B,H,W,C], labels[B]) -> (state, {"loss", "accuracy"})``.
 
     The dropout key is ``fold_in(state.rng, state.step)``, further folded with the device index when
@@ -87,6 +91,10 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
 
     `cpu_forms`: differentiate the loss with its convolutions and max/min pools in their XLA:CPU forms
     (:func:`cnnjax.train.cpu_speed.with_cpu_forms`; the same values to float rounding, faster on a CPU).
+
+    `augment`: ``(key, images) -> images`` applied to each batch inside the step, before the images are scaled
+    (e.g. :func:`cnnjax.functional.augment.from_spec` ``("flip,translate:2")``), with the key
+    ``fold_in(dropout key, AUGMENT_STREAM)``: a fresh draw every step (and device), repeatable from the seed.
     """
     if loss_scale is not None and not (isinstance(loss_scale, (int, float)) and 0 < loss_scale < float("inf")):
         raise ValueError(f"make_train_step: loss_scale={loss_scale!r} must be a finite number > 0, or None "
@@ -96,6 +104,8 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
         key = jax.random.fold_in(state.rng, state.step)
         if axis_name is not None:
             key = jax.random.fold_in(key, lax.axis_index(axis_name))
+        if augment is not None:
+            images = augment(jax.random.fold_in(key, AUGMENT_STREAM), images)
         x = prepare_images(images, dtype)
 
         def loss_fn(params):
@@ -133,15 +143,27 @@ def make_train_chunk(train_step: Callable, *, unroll: bool = False) -> Callable:
 
 
 def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name: str | None = None,
-                   cpu_forms: bool = False) -> Callable:
+                   cpu_forms: bool = False, tta: str | None = None) -> Callable:
     """``eval_step(state, images[B,...], labels[B], weights[B]) -> {"loss_sum", "correct", "count"}``.
 
     Sums are weighted by `weights` (1 for real rows, 0 for padding), so a padded last batch counts exactly;
-    summed over `axis_name` when given. Runs the model with ``train=False`` (no dropout, running BN stats).
+    summed over `axis_name` when given. Runs the model with ``train=False`` (no dropout, running BN stats);
+    `cpu_forms` as in :func:`make_train_step`. ``tta="flip"`` (test-time augmentation): the logits are the mean of
+    the model's logits on each image and on its mirror image (width axis reversed).
     """
+    if tta not in TTA_MODES:
+        raise ValueError(f"make_eval_step: tta={tta!r}; valid: {', '.join(repr(m) for m in TTA_MODES)}.")
+    apply = partial(model.apply, train=False)
+    if cpu_forms:
+        apply = with_cpu_forms(apply)
+
+    def logits_of(variables, x):
+        if tta == "flip":
+            return (apply(variables, x) + apply(variables, jnp.flip(x, axis=2))) / 2
+        return apply(variables, x)
+
     def eval_step(state: TrainState, images, labels, weights):
-        logits = model.apply(_variables(state.params, state.batch_stats), prepare_images(images, dtype),
-                             train=False)
+        logits = logits_of(_variables(state.params, state.batch_stats), prepare_images(images, dtype))
         losses = cross_entropy(logits, labels, label_smoothing)
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         out = {"loss_sum": jnp.sum(losses * weights), "correct": jnp.sum(correct * weights),
