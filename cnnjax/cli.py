@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 
@@ -244,6 +245,9 @@ def _train(args) -> int:
         _check_writable_file(args.metrics_out)
     saved_history = {}
     if args.checkpoint_dir:
+        if args.resume and not os.path.isdir(args.checkpoint_dir):      # a mistyped folder: not created
+            raise UsageError(f"--resume: {args.checkpoint_dir!r} does not exist; check the folder, or leave out "
+                             "--resume to start from scratch")
         check_writable(args.checkpoint_dir)
         holder = writer_of(args.checkpoint_dir)
         if holder is not None:
@@ -286,14 +290,12 @@ def _train(args) -> int:
                          f"{tuple(images.shape[1:])}")
 
     lead = jax.process_index() == 0
-    metrics_file = open(args.metrics_out, "a" if args.resume else "w") if args.metrics_out and lead else None
-    if metrics_file and saved_history:
-        _restore_metric_lines(args.metrics_out, metrics_file, saved_history)
+    metrics = MetricsFile(args.metrics_out, resume=args.resume, history=saved_history) \
+        if args.metrics_out and lead else None
 
     def on_epoch_end(record):
-        if metrics_file:
-            metrics_file.write(_metric_line(record) + "\n")
-            metrics_file.flush()
+        if metrics:
+            metrics.write(record)
         if args.no_progress and lead:
             print(f"epoch {record['epoch']}/{args.epochs}: loss {record['loss']:.4f} accuracy "
                   f"{record['accuracy']:.4f} test_accuracy {record['val_accuracy']:.4f} "
@@ -304,24 +306,20 @@ def _train(args) -> int:
               file=sys.stderr)
     model = models.get(args.model)
     start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="note: --parallel pmap with a single device")
-            state, history = fit(
-                model, (images, labels), optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
-                learning_rate=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
-                momentum=0.9 if args.momentum is None else args.momentum, nesterov=args.nesterov,
-                weight_decay=args.weight_decay,
-                label_smoothing=args.label_smoothing, dtype=None if args.dtype == "float32" else args.dtype,
-                validation_data=(test.images, test.labels), seed=args.seed, parallel=args.parallel,
-                loop=args.loop, ensemble=args.ensemble, learning_rates=args.ensemble_lrs,
-                checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep or 3,
-                resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
-                progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
-                keep_freed_memory=not args.no_keep_freed_memory, augment=args.augment)
-    finally:
-        if metrics_file:
-            metrics_file.close()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="note: --parallel pmap with a single device")
+        state, history = fit(
+            model, (images, labels), optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
+            momentum=0.9 if args.momentum is None else args.momentum, nesterov=args.nesterov,
+            weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing, dtype=None if args.dtype == "float32" else args.dtype,
+            validation_data=(test.images, test.labels), seed=args.seed, parallel=args.parallel,
+            loop=args.loop, ensemble=args.ensemble, learning_rates=args.ensemble_lrs,
+            checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep or 3,
+            resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
+            progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
+            keep_freed_memory=not args.no_keep_freed_memory, augment=args.augment)
     seconds = time.perf_counter() - start
     if lead and history.get("val_accuracy"):
         members = history.get("val_accuracy_members")
@@ -336,26 +334,47 @@ def _train(args) -> int:
     return 0
 
 
+class MetricsFile:
+    """`--metrics-out`: one JSON line per epoch, in epoch order, one line per epoch. Writing epoch E drops any
+    line of epoch E or later (a resumed run that fell back to an older checkpoint trains those epochs again), and
+    the whole file is replaced atomically. On resume, the epochs of the checkpoint's `history` that the file
+    lacks (a run killed between an epoch's checkpoint and its line) are written back first."""
+
+    def __init__(self, path: str, *, resume: bool, history: dict | None = None):
+        self.path = path
+        self.records: list[dict] = []
+        if resume and os.path.exists(path):
+            with open(path) as f:
+                for text in f:
+                    try:
+                        record = json.loads(text)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and "epoch" in record:
+                        self.records.append(record)
+        have = {r["epoch"] for r in self.records}
+        for i, epoch in enumerate((history or {}).get("epoch", [])):
+            if epoch not in have:
+                self.records.append({k: v[i] for k, v in history.items() if i < len(v)})
+        self.records.sort(key=lambda r: r["epoch"])
+        self._flush()
+
+    def write(self, record: dict) -> None:
+        self.records = [r for r in self.records if r["epoch"] < record["epoch"]] + [dict(record)]
+        self._flush()
+
+    def _flush(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".metrics-", delete=False) as f:
+            for record in self.records:
+                f.write(_metric_line(record) + "\n")
+        os.replace(f.name, self.path)
+
+
 def _metric_line(record: dict) -> str:
     line = {k: v for k, v in record.items() if not k.endswith("_members")}
     line.update({k: v for k, v in record.items() if k.endswith("_members")})
     return json.dumps(line)
-
-
-def _restore_metric_lines(path: str, metrics_file, history: dict) -> None:
-    """Append the epochs of a checkpoint's `history` that the metrics file lacks (a run killed between an epoch's
-    checkpoint and its metrics line), in order, before training goes on."""
-    written = set()
-    with open(path) as f:
-        for text in f:
-            try:
-                written.add(json.loads(text).get("epoch"))
-            except (ValueError, AttributeError):
-                continue
-    for i, epoch in enumerate(history.get("epoch", [])):
-        if epoch not in written:
-            metrics_file.write(_metric_line({k: v[i] for k, v in history.items() if i < len(v)}) + "\n")
-    metrics_file.flush()
 
 
 def _evaluate(args) -> int:
@@ -378,7 +397,11 @@ def _evaluate(args) -> int:
         raise UsageError(f"{args.checkpoint_dir!r} holds a checkpoint of model {saved_model!r}, not {args.model!r}")
     shape = models.input_shape(args.model)
     fresh = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jax.numpy.zeros((1, *shape)), train=False))
-    params, batch_stats, meta = ckpt.restore_variables(expected_params=fresh["params"])
+    try:
+        params, batch_stats, meta = ckpt.restore_variables(expected_params=fresh["params"])
+    except Exception:
+        ckpt.close()          # before the error is reported: orbax's pending reads end with it
+        raise
     split = _load(dataset, args.split, args)
     n_members = meta.get("ensemble", 1)
     full = TrainState(step=np.zeros((n_members,) if n_members > 1 else (), np.int32), params=params,

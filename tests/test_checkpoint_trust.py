@@ -133,6 +133,8 @@ def test_resume_refuses_an_empty_folder_changed_settings_and_a_run_past_its_epoc
         fit(TinyCNN(), (x, y), epochs=3, checkpoint_dir=str(tmp_path), resume=True, **dict(KW, learning_rate=1e-3))
     with pytest.raises(ValueError, match=r"label_smoothing=0.0 there, 0.1 here"):
         fit(TinyCNN(), (x, y), epochs=3, checkpoint_dir=str(tmp_path), resume=True, label_smoothing=0.1, **KW)
+    with pytest.raises(ValueError, match=r"optimizer='adam' there, 'sgd' here"):      # before orbax's tree dump
+        fit(TinyCNN(), (x, y), epochs=3, checkpoint_dir=str(tmp_path), resume=True, **dict(KW, optimizer="sgd"))
     with pytest.raises(ValueError, match=r"at step 8 .*past the 4 steps of epochs=1; pass epochs >= 2"):
         fit(TinyCNN(), (x, y), epochs=1, checkpoint_dir=str(tmp_path), resume=True, **KW)
     with pytest.warns(UserWarning, match="nothing left to train"):
@@ -158,9 +160,12 @@ def test_cli_options_made_meaningless_exit_2(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_cli_resume_on_an_empty_folder_and_a_busy_folder_exit_2(tmp_path, capsys):
+def test_cli_resume_on_an_empty_a_missing_and_a_busy_folder_exit_2(tmp_path, capsys):
     assert cli.main(["train", "--model", "mnist_cnn", "--checkpoint-dir", str(tmp_path), "--resume"]) == 2
     assert "holds no checkpoint" in capsys.readouterr().err
+    typo = tmp_path / "chekpoints"
+    assert cli.main(["train", "--model", "mnist_cnn", "--checkpoint-dir", str(typo), "--resume"]) == 2
+    assert "does not exist" in capsys.readouterr().err and not typo.exists()       # not created
     busy = Checkpointer(str(tmp_path), writer=True)
     try:
         assert cli.main(["train", "--model", "mnist_cnn", "--checkpoint-dir", str(tmp_path)]) == 2
@@ -169,16 +174,22 @@ def test_cli_resume_on_an_empty_folder_and_a_busy_folder_exit_2(tmp_path, capsys
         busy.close()
 
 
-def test_metric_lines_lost_in_a_kill_are_restored_from_the_checkpoint(tmp_path):
-    """A run killed after epoch 2's checkpoint but before its metrics line: the resumed run writes it first."""
+def test_metric_lines_lost_in_a_kill_are_restored_and_refallen_epochs_replaced(tmp_path):
+    """A run killed after epoch 2's checkpoint but before its metrics line: the resumed run writes it back first.
+    A resume that fell back to an older checkpoint trains an epoch again: its new line replaces the old one."""
     history = {"epoch": [1, 2], "loss": [0.5, 0.25], "val_accuracy": [0.8, 0.9], "loss_members": [[0.5], [0.25]]}
     path = tmp_path / "metrics.jsonl"
-    path.write_text(json.dumps({"epoch": 1, "loss": 0.5, "val_accuracy": 0.8}) + "\n")
-    with open(path, "a") as f:
-        cli._restore_metric_lines(str(path), f, history)
+    path.write_text(json.dumps({"epoch": 1, "loss": 0.5, "val_accuracy": 0.8}) + "\nnot json\n")
+    metrics = cli.MetricsFile(str(path), resume=True, history=history)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
     assert lines[1] == {"epoch": 2, "loss": 0.25, "val_accuracy": 0.9, "loss_members": [0.25]}
+    metrics.write({"epoch": 2, "loss": 0.3})
+    metrics.write({"epoch": 3, "loss": 0.2})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"epoch": 1, "loss": 0.5, "val_accuracy": 0.8}, {"epoch": 2, "loss": 0.3}, {"epoch": 3, "loss": 0.2}]
+    cli.MetricsFile(str(path), resume=False)                   # a fresh run starts the file again
+    assert path.read_text() == ""
 
 
 def test_fit_warns_when_the_model_ends_in_softmax():

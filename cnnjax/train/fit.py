@@ -49,7 +49,7 @@ from .cpu_speed import compile_options as _compile_options
 from .cpu_speed import loop_choice
 from .cpu_speed.host_memory import keep_freed_memory as _keep_freed_memory
 from . import progress as _progress
-from .checkpoint import Checkpointer
+from .checkpoint import CheckpointCorruptError, Checkpointer
 from .ensemble import create_ensemble, with_update_scale
 from .optim import check_number, make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
@@ -423,6 +423,10 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
             if ckpt.latest_step() is None:
                 raise ValueError(f"fit: resume=True but {ckpt.directory} holds no checkpoint; check the folder, "
                                  "or pass resume=False to start from scratch.")
+            try:                # settings first: another optimizer would fail in the restore with orbax's tree dump
+                _check_same_settings(ckpt.read_meta(), run_meta, ckpt)
+            except CheckpointCorruptError:
+                pass            # the restore below falls back to an older step that verifies
             restored, saved_meta = ckpt.restore(strategy.canonical(placed), fallback=True)
             _check_same_settings(saved_meta, run_meta, ckpt)
             placed = strategy.place_state(restored)
@@ -470,11 +474,16 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                 saved = ckpt.latest_step() if ckpt is not None else None
                 kept = (f"the last good checkpoint is step {saved} in {ckpt.directory}" if saved is not None
                         else "no checkpoint was written")
+                if i > 0:       # flat[i - 1] is finite: i is the first non-finite row
+                    before = f"last finite loss {float(np.mean(flat[i - 1])):.6g} at step {first_step + i}"
+                elif np.all(np.isfinite(last_loss["loss"])):
+                    before = f"last finite loss {last_loss['loss']:.6g} at step {last_loss['step']}"
+                else:
+                    before = "no finite loss before it"
                 raise NonFiniteLossError(
                     f"fit: the loss became {flat[i].tolist() if flat.shape[1] > 1 else float(flat[i, 0])} at step "
-                    f"{first_step + i + 1} (epoch {(first_step + i) // steps_per_epoch + 1}); last finite loss "
-                    f"{last_loss['loss']:.6g} at step {last_loss['step']}. Training stopped; {kept}. "
-                    "Try a lower learning rate, gradient clipping or float32 compute.")
+                    f"{first_step + i + 1} (epoch {(first_step + i) // steps_per_epoch + 1}); {before}. Training "
+                    f"stopped; {kept}. Try a lower learning rate, gradient clipping or float32 compute.")
             if len(flat):
                 last_loss.update(step=first_step + len(flat), loss=float(np.mean(flat[-1])))
 
@@ -613,7 +622,7 @@ def _settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nester
     length the schedule spans, from `epochs`) only for a named optimizer with a schedule other than constant."""
     named = isinstance(optimizer, str)
     out = {"optimizer": optimizer if named else "custom", "label_smoothing": float(label_smoothing),
-           "dtype": None if dtype is None else str(jnp.dtype(dtype)),
+           "dtype": "float32" if dtype is None else str(jnp.dtype(dtype)),
            "learning_rates": None if learning_rates is None else [float(lr) for lr in learning_rates]}
     if named:
         out.update(learning_rate=float(learning_rate), schedule=schedule, warmup_steps=int(warmup_steps),
