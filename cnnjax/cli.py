@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augment each training batch inside the compiled step, e.g. 'flip,translate:2' or "
                         "'translate:2,cutout:8' (names: flip, translate[:pad], crop[:pad], cutout[:size]); "
                         "default none")
+    t.add_argument("--data-on", choices=["auto", "device", "host"], default="auto",
+                   help="where the training set lives: 'device' keeps it on the accelerator and gathers each batch "
+                        "inside the compiled step; 'host' gathers batches on the host; 'auto': the device on an "
+                        "accelerator when it fits (default auto)")
     t.add_argument("--no-keep-freed-memory", action="store_true",
                    help="leave glibc's malloc settings alone (by default this command keeps freed memory in its "
                         "process on a CPU, which makes XLA:CPU's steps faster)")
@@ -319,7 +323,8 @@ def _train(args) -> int:
             checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, keep=args.keep or 3,
             resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
             progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
-            keep_freed_memory=not args.no_keep_freed_memory, augment=args.augment)
+            keep_freed_memory=not args.no_keep_freed_memory, augment=args.augment,
+            data_on_device={"auto": None, "device": True, "host": False}[args.data_on])
     seconds = time.perf_counter() - start
     if lead and history.get("val_accuracy"):
         members = history.get("val_accuracy_members")

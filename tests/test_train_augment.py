@@ -66,3 +66,65 @@ def test_evaluate_with_flip_tta_averages_the_mirror_logits():
     assert got["accuracy"] == pytest.approx(want_acc) and got["loss"] == pytest.approx(want_loss, rel=1e-5)
     with pytest.raises(ValueError, match="evaluate: tta='mirror'; valid: None or 'flip'"):
         evaluate(model, state, (x, y), tta="mirror")
+
+
+def test_batches_gathered_on_the_device_are_the_host_batches():
+    """data_on_device=True keeps the set on the device and gathers each batch in the step from the same rows as
+    the host path: the gathered batch equals the host batch, and training matches (to float rounding: another
+    XLA program) in every loop form; an augmented on-device run resumed from its checkpoint is bit-identical."""
+    from cnnjax.train import epoch_order
+    from cnnjax.train.steps import gather_batch
+    x, y = toy_data(64)
+    rows = epoch_order(4, 0, 64)[:16]
+    gx, gy = jax.jit(gather_batch)(jnp.asarray(x), jnp.asarray(y), jnp.asarray(rows))
+    assert np.array_equal(np.asarray(gx), x[rows]) and np.array_equal(np.asarray(gy), y[rows])
+    for loop in ("step", "scan", "unroll"):
+        host, h_hist = fit(TinyCNN(), (x, y), epochs=2, data_on_device=False, **dict(KW, loop=loop))
+        dev, d_hist = fit(TinyCNN(), (x, y), epochs=2, data_on_device=True, **dict(KW, loop=loop))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), dev.params, host.params)
+        assert d_hist["loss"] == pytest.approx(h_hist["loss"], rel=1e-5)
+
+
+def test_an_augmented_on_device_run_resumes_bit_identically(tmp_path):
+    x, y = toy_data(64)
+    kw = dict(KW, augment="flip,translate:1", data_on_device=True, loop="scan")
+    straight, _ = fit(TinyCNN(), (x, y), epochs=2, **kw)
+    fit(TinyCNN(), (x, y), epochs=1, checkpoint_dir=str(tmp_path), checkpoint_every=3, **kw)
+    resumed, _ = fit(TinyCNN(), (x, y), epochs=2, checkpoint_dir=str(tmp_path), checkpoint_every=3, resume=True, **kw)
+    assert _same(resumed.params, straight.params) and _same(resumed.opt_state, straight.opt_state)
+
+
+def test_data_on_device_refuses_what_it_cannot_do():
+    x, y = toy_data(32)
+    with pytest.raises(TypeError, match="fit: data_on_device must be True, False or None, got 'yes'"):
+        fit(TinyCNN(), (x, y), epochs=1, data_on_device="yes", **KW)
+    with pytest.raises(ValueError, match="data_on_device=True needs parallel='none' or 'shard'"):
+        fit(TinyCNN(), (x, y), epochs=1, data_on_device=True, parallel="pmap", **KW)
+
+
+_SHARD_CHECK = """
+import jax, numpy as np
+from cnnjax.train import fit
+from test_parallel_worker import TinyCNN, toy_data
+x, y = toy_data(64)
+kw = dict(batch_size=16, progress=False, optimizer="adam", learning_rate=1e-2, seed=1, epochs=1, parallel="shard",
+          loop="scan")
+a, _ = fit(TinyCNN(), (x, y), data_on_device=False, **kw)
+b, _ = fit(TinyCNN(), (x, y), data_on_device=True, **kw)
+assert len(jax.devices()) == 4
+print(max(float(np.max(np.abs(np.asarray(p) - np.asarray(q)))) for p, q in zip(jax.tree.leaves(a.params),
+                                                                                  jax.tree.leaves(b.params))))
+"""
+
+
+def test_sharded_runs_gather_on_the_devices_like_the_host_path():
+    """parallel='shard' over 4 forced CPU devices: the dataset replicated on each, the rows split like a batch."""
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _SHARD_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.split()[-1]) < 1e-6

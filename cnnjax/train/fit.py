@@ -237,7 +237,8 @@ def _mean_metric(x) -> float:
 def _compiled_with(strategy) -> dict:
     """What decides the kernels of the steps, and so their rounding: stored with checkpoints."""
     return {"jaxlib": jaxlib.__version__, "platform": jax.default_backend(), "parallel": strategy.name,
-            "compiler_options": strategy.compiler_options, "cpu_forms": strategy.cpu_forms}
+            "compiler_options": strategy.compiler_options, "cpu_forms": strategy.cpu_forms,
+            "data_on_device": strategy.data_on_device}
 
 
 def _check_compiled_with(saved_meta: dict, current: dict, directory: str) -> None:
@@ -269,7 +270,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         checkpoint_every: int | None = None, keep: int = 3, resume: bool = False,
         meta: dict | None = None, notes: dict | None = None, progress: bool = True, log_every: int = 20,
         on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000,
-        cpu_forms: bool | None = None, keep_freed_memory: bool = False, augment=None):
+        cpu_forms: bool | None = None, keep_freed_memory: bool = False, augment=None,
+        data_on_device: bool | None = None):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
@@ -301,6 +303,10 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     augment: data augmentation inside the compiled step, on each batch before scaling: a spec such as
     "flip,translate:2" (`cnnjax.functional.augment.from_spec`) or any ``(key, images) -> images`` function;
     each step draws fresh augmentations from the run's seed (so a resumed run repeats them).
+    data_on_device: keep the training set on the device (uint8 stays uint8) and gather each batch inside the
+    compiled program, so only row indices travel per call; None: on an accelerator, for parallel "none" or
+    "shard" in one process, when the arrays fit `device_data_budget()`. The rows are those of the host path
+    (`epoch_order`), so both see the same batches for a seed.
     """
     check_model("fit", model)
     augment_fn, augment_name = _augmentation("fit", augment)
@@ -391,6 +397,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     strategy = make_strategy(parallel, model, tx, label_smoothing=label_smoothing, dtype=dtype,
                              ensemble=is_ensemble, cpu_forms=cpu_forms, augment=augment_fn)
     warn_note(strategy)
+    on_device = _data_on_device("fit", data_on_device, strategy, images, labels)
+    strategy.data_on_device = on_device
     if batch_size % strategy.n_devices:
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
                          f"parallel={parallel!r}; use a multiple of {strategy.n_devices}.")
@@ -458,6 +466,9 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                                   steps_per_epoch=steps_per_epoch, progress=progress)
         chunk = (loop_choice.unroll_steps if loop == "unroll" else loop_choice.chunk_steps)(steps_per_epoch)
         train_chunk = strategy.train_unrolled if loop == "unroll" else strategy.train_chunk
+        if on_device:      # the dataset on the device once; each call gets only its rows
+            data_x, data_y = strategy.place_data(images, labels)
+            data_chunk = strategy.data_unrolled if loop == "unroll" else strategy.data_chunk
 
         def save(step_now, partial_now):
             ckpt.save(step_now, strategy.canonical(placed),
@@ -509,9 +520,13 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                     while start < end:
                         stop = min(end, (start // chunk + 1) * chunk)
                         rows = order[start * batch_size:stop * batch_size]
-                        x = images[rows].reshape(stop - start, batch_size, *images.shape[1:])
-                        y = labels[rows].reshape(stop - start, batch_size)
-                        placed, m = train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
+                        if on_device:
+                            placed, m = data_chunk(placed, data_x, data_y, strategy.place_rows(
+                                rows.reshape(stop - start, batch_size), stacked=True))
+                        else:
+                            x = images[rows].reshape(stop - start, batch_size, *images.shape[1:])
+                            y = labels[rows].reshape(stop - start, batch_size)
+                            placed, m = train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
                         pending.append((step + start - pos, m))
                         if stop < end:
                             loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
@@ -521,7 +536,11 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                 else:
                     for t in range(pos, end):
                         rows = order[t * batch_size:(t + 1) * batch_size]
-                        placed, m = strategy.train_step(placed, *strategy.place_batch(images[rows], labels[rows]))
+                        if on_device:
+                            placed, m = strategy.data_step(placed, data_x, data_y, strategy.place_rows(rows))
+                        else:
+                            placed, m = strategy.train_step(placed,
+                                                            *strategy.place_batch(images[rows], labels[rows]))
                         pending.append((step + t - pos, jax.tree.map(lambda a: a[None], m)))
                         if len(pending) >= log_every and t + 1 < end:
                             loss_sum, acc_sum, counted = _flush(pending, check_finite, loss_sum, acc_sum, counted,
@@ -600,6 +619,38 @@ def _measured_loop(strategy, placed, images, labels, *, batch_size, seed, steps_
               f"{measured['step']:,.0f} per step ({measured['seconds']:.1f} s, compilation included); "
               f"using {choice!r}.", flush=True)
     return choice
+
+
+DEVICE_DATA_BYTES = 2 << 30     # at most this much training data is kept on a device ...
+DEVICE_DATA_FRACTION = 0.25     # ... and at most this fraction of the device's memory, where it reports one
+
+
+def device_data_budget(device=None) -> int:
+    """Bytes of training data `fit` keeps on `device` (default: the first local one): ``DEVICE_DATA_BYTES``, or
+    ``DEVICE_DATA_FRACTION`` of the memory the device reports if that is less (the rest is the model's)."""
+    device = device or jax.local_devices()[0]
+    try:
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+    except Exception:      # noqa: BLE001 - backends without memory statistics (the CPU) raise or return None
+        limit = None
+    return int(min(DEVICE_DATA_BYTES, DEVICE_DATA_FRACTION * limit)) if limit else DEVICE_DATA_BYTES
+
+
+def _data_on_device(fn: str, asked, strategy, images, labels) -> bool:
+    """Whether `fit` keeps the training arrays on the device (see its `data_on_device` argument)."""
+    if asked is not None and not isinstance(asked, (bool, np.bool_)):
+        raise TypeError(f"{fn}: data_on_device must be True, False or None, got {asked!r}.")
+    size, budget = images.nbytes + labels.nbytes, device_data_budget()
+    able = strategy.data_step is not None and jax.process_count() == 1
+    if asked is None:
+        return bool(able and size <= budget and jax.local_devices()[0].platform != "cpu")
+    if asked and not able:
+        raise ValueError(f"{fn}: data_on_device=True needs parallel='none' or 'shard' in one process; this run has "
+                         f"parallel={strategy.name!r} in {jax.process_count()} process(es).")
+    if asked and size > budget:
+        raise ValueError(f"{fn}: data_on_device=True, but the training arrays take {size / 2**20:,.0f} MiB, over the "
+                         f"{budget / 2**20:,.0f} MiB budget (device_data_budget()); pass data_on_device=False.")
+    return bool(asked)
 
 
 def _augmentation(fn: str, augment):

@@ -31,7 +31,7 @@ from . import ensemble as _ensemble
 from .cpu_speed.compile_options import compiler_options_for
 from .cpu_speed.compile_options import jit as _jit
 from .cpu_speed.compile_options import pmap as _pmap
-from .steps import make_eval_step, make_train_chunk, make_train_step
+from .steps import make_eval_step, make_train_chunk, make_train_step, with_gather
 
 PARALLEL_MODES = ("none", "pmap", "shard")
 
@@ -50,6 +50,14 @@ class Strategy:
     train_unrolled: Callable | None = None   # as train_chunk, with the K steps unrolled (no while loop)
     compiler_options: dict | None = None     # the XLA options its steps compile with (compile_options.py)
     cpu_forms: bool = False                  # whether its steps use cpu_speed.with_cpu_forms
+    # With the dataset kept on the device (None where the mode cannot): as train_step / train_chunk /
+    # train_unrolled, taking (state, images_all, labels_all, rows) and gathering the batch inside the program.
+    data_step: Callable | None = None
+    data_chunk: Callable | None = None
+    data_unrolled: Callable | None = None
+    place_data: Callable | None = None       # (images, labels) numpy -> the arrays the data_* functions take
+    place_rows: Callable | None = None       # (rows int [B] or [K, B], stacked=bool) -> placed rows
+    data_on_device: bool = False             # whether fit uses the data_* functions (fit decides)
 
 
 def _first(tree):
@@ -107,7 +115,12 @@ def _single_strategy(model, tx, kw, ensemble) -> Strategy:
                     jit(make_train_chunk(step), donate_argnums=0), jit(ev),
                     lambda s: jax.device_put(s, device), lambda s: s, put,
                     train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0),
-                    compiler_options=compiler_options_for(device.platform))
+                    compiler_options=compiler_options_for(device.platform),
+                    data_step=jit(with_gather(step), donate_argnums=0),
+                    data_chunk=jit(with_gather(make_train_chunk(step)), donate_argnums=0),
+                    data_unrolled=jit(with_gather(make_train_chunk(step, unroll=True)), donate_argnums=0),
+                    place_data=lambda *xs: put(*(np.asarray(x) for x in xs)),
+                    place_rows=lambda rows, stacked=False: put(np.asarray(rows, np.int32))[0])
 
 
 def _pmap_strategy(model, tx, kw) -> Strategy:
@@ -183,7 +196,15 @@ def _shard_strategy(model, tx, kw) -> Strategy:
                     jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch,
                     train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0,
                                        out_shardings=replicated),
-                    compiler_options=compiler_options_for(platform))
+                    compiler_options=compiler_options_for(platform),
+                    # the dataset replicated on every device, the rows split like a batch's
+                    data_step=jit(with_gather(step), donate_argnums=0, out_shardings=replicated),
+                    data_chunk=jit(with_gather(make_train_chunk(step)), donate_argnums=0, out_shardings=replicated),
+                    data_unrolled=jit(with_gather(make_train_chunk(step, unroll=True)), donate_argnums=0,
+                                      out_shardings=replicated),
+                    place_data=lambda *xs: tuple(global_array(x, replicated) for x in xs),
+                    place_rows=lambda r, stacked=False: global_array(np.asarray(r, np.int32),
+                                                                     stacked_rows if stacked else rows))
 
 
 def warn_note(strategy: Strategy) -> None:

@@ -142,6 +142,20 @@ def make_train_chunk(train_step: Callable, *, unroll: bool = False) -> Callable:
     return chunk
 
 
+def gather_batch(images, labels, rows):
+    """``(images[rows], labels[rows])`` for arrays kept on the device: ``rows`` (int ``[B]`` or ``[K, B]``) selects
+    the batch (or K batches) inside the compiled program, so only the row indices travel from the host."""
+    return jnp.take(images, rows, axis=0), jnp.take(labels, rows, axis=0)
+
+
+def with_gather(train_fn: Callable) -> Callable:
+    """``train_fn(state, images_batch, labels_batch)`` (a step or a chunk) as
+    ``fn(state, images_all, labels_all, rows)``, the batch gathered on the device by :func:`gather_batch`."""
+    def fn(state, images, labels, rows):
+        return train_fn(state, *gather_batch(images, labels, rows))
+    return fn
+
+
 def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name: str | None = None,
                    cpu_forms: bool = False, tta: str | None = None) -> Callable:
     """``eval_step(state, images[B,...], labels[B], weights[B]) -> {"loss_sum", "correct", "count"}``.
