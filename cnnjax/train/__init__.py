@@ -4,10 +4,11 @@ XLA:CPU speed work (faster conv/pool forms inside the step, compile options, mal
 in :mod:`cnnjax.train.cpu_speed`.
 """
 from . import cpu_speed
+from .callbacks import EarlyStopping
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
 from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
-from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit
+from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit, predict
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
 from .speedrun import SpeedrunConfig, train_speedrun
@@ -20,4 +21,5 @@ __all__ = [
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
     "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "cpu_speed",
+    "EarlyStopping", "predict",
 ]

@@ -54,7 +54,8 @@ from .ensemble import create_ensemble, with_update_scale
 from .optim import check_number, make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
 from .state import TrainState, create_state
-from .steps import TTA_MODES
+from .callbacks import wants_stop
+from .steps import TTA_MODES, prepare_images
 
 LOOPS = ("auto", "measure", "scan", "step", "unroll")
 
@@ -261,7 +262,7 @@ def _check_compiled_with(saved_meta: dict, current: dict, directory: str) -> Non
                   f"bit-for-bit the uninterrupted one. {advice}", stacklevel=3)
 
 
-def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", epochs: int,
+def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformation = "adam", epochs: int,
         batch_size: int, learning_rate: float = 1e-3, schedule: str = "constant", warmup_steps: int = 0,
         momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
         label_smoothing: float = 0.0, dtype=None, validation_data=None, seed: int = 0,
@@ -271,7 +272,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
         meta: dict | None = None, notes: dict | None = None, progress: bool = True, log_every: int = 20,
         on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000,
         cpu_forms: bool | None = None, keep_freed_memory: bool = False, augment=None,
-        data_on_device: bool | None = None):
+        data_on_device: bool | None = None, callbacks: Sequence[Any] = (), validation_split: float | None = None,
+        initial_state: TrainState | None = None):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
@@ -303,6 +305,14 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
     augment: data augmentation inside the compiled step, on each batch before scaling: a spec such as
     "flip,translate:2" (`cnnjax.functional.augment.from_spec`) or any ``(key, images) -> images`` function;
     each step draws fresh augmentations from the run's seed (so a resumed run repeats them).
+    labels: with images as `data`, Keras' ``fit(model, x, y, ...)``.
+    validation_split: hold out this fraction of the training rows, the last ones as given (as Keras does), as
+    validation_data.
+    callbacks: objects with ``on_epoch_end(record)``, e.g. `callbacks.EarlyStopping`; a return value of True or
+    "stop" (also from `on_epoch_end`) stops training after that epoch and returns the state so far (checkpointed
+    first, with a checkpoint_dir). ``EarlyStopping(restore_best_weights=True)`` returns its best epoch's state.
+    initial_state: a TrainState (e.g. from an earlier fit) to continue from: its parameters, optimizer state, BatchNorm
+    statistics and rng, for `epochs` more epochs (the step counter starts again at 0).
     data_on_device: keep the training set on the device (uint8 stays uint8) and gather each batch inside the
     compiled program, so only row indices travel per call; None: on an accelerator, for parallel "none" or
     "shard" in one process, when the arrays fit `device_data_budget()`. The rows are those of the host path
@@ -315,7 +325,20 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                       "softmax itself), so it would train on probabilities as if they were logits, which trains "
                       "slower and worse; drop the last softmax (e.g. Dense(10), or a zoo model without softmax=True) "
                       "and apply jax.nn.softmax to the outputs when you need probabilities.", stacklevel=2)
+    if labels is not None:
+        data = (data, labels)
     images, labels = as_arrays(data, examples="training examples")
+    callbacks = _check_callbacks("fit", callbacks)
+    if validation_split is not None:
+        if validation_data is not None:
+            raise ValueError("fit: give validation_data or validation_split, not both.")
+        split = check_number("fit", "validation_split", validation_split)
+        cut = int(math.ceil(len(images) * (1.0 - split))) if 0.0 < split < 1.0 else -1
+        if not 0 < cut < len(images):
+            raise ValueError(f"fit: validation_split={validation_split!r} must be a fraction in (0, 1) that leaves "
+                             f"rows on both sides of the {len(images)} examples.")
+        validation_data = (images[cut:], labels[cut:])
+        images, labels = images[:cut], labels[:cut]
     n = len(images)
     epochs = _check_int("fit", "epochs", epochs)
     batch_size = _check_int("fit", "batch_size", batch_size)
@@ -418,6 +441,8 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                                     keys=list(jax.random.split(init_key, ensemble)), lr_scales=scales)
         else:
             state = create_state(model, tx, input_shape=input_shape, key=init_key)
+        if initial_state is not None:
+            state = _initial("fit", initial_state, state, resume, is_ensemble)
         placed = strategy.place_state(state)
         del state
 
@@ -426,7 +451,7 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
                                 label_smoothing, dtype, learning_rates, total_steps),
                     "augment": augment_name, **(meta or {})}
         history: dict[str, list] = {}
-        partial, saved_meta = None, {}
+        partial, saved_meta, best = None, {}, None
         if ckpt is not None and resume:
             if ckpt.latest_step() is None:
                 raise ValueError(f"fit: resume=True but {ckpt.directory} holds no checkpoint; check the folder, "
@@ -572,8 +597,17 @@ def fit(model, data, *, optimizer: str | optax.GradientTransformation = "adam", 
             bar.close()
             if ckpt is not None:
                 save(step, None)
-            if on_epoch_end is not None:
-                on_epoch_end({k: v[-1] for k, v in history.items()})
+            last = {k: v[-1] for k, v in history.items()}
+            stop = on_epoch_end is not None and wants_stop(on_epoch_end(last))
+            for callback in callbacks:
+                stop = wants_stop(callback.on_epoch_end(last)) or stop
+                if getattr(callback, "restore_best_weights", False) and callback.best_epoch == epoch + 1:
+                    best = _copy_state(placed)      # the next step donates these buffers
+            if stop:
+                break
+        if any(getattr(c, "restore_best_weights", False) and c.best_epoch is not None for c in callbacks) and \
+                best is not None:
+            placed = best
         return strategy.canonical(placed), history
     finally:
         if ckpt is not None:
@@ -651,6 +685,66 @@ def _data_on_device(fn: str, asked, strategy, images, labels) -> bool:
         raise ValueError(f"{fn}: data_on_device=True, but the training arrays take {size / 2**20:,.0f} MiB, over the "
                          f"{budget / 2**20:,.0f} MiB budget (device_data_budget()); pass data_on_device=False.")
     return bool(asked)
+
+
+def _check_callbacks(fn: str, callbacks) -> list:
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
+    for c in callbacks:
+        if not callable(getattr(c, "on_epoch_end", None)):
+            raise TypeError(f"{fn}: callbacks must have an on_epoch_end(record) method (e.g. "
+                            f"cnnjax.train.EarlyStopping), got {type(c).__name__}.")
+    return list(callbacks)
+
+
+def _copy_state(placed):
+    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, placed)
+
+
+def _initial(fn: str, initial, fresh: TrainState, resume: bool, is_ensemble: bool) -> TrainState:
+    """`initial` as the run's first state (its step counter at 0), where it fits the model and optimizer."""
+    _check_state(fn, initial)
+    if resume:
+        raise ValueError(f"{fn}: give initial_state or resume=True, not both.")
+    if is_ensemble:
+        raise ValueError(f"{fn}: initial_state is not supported for ensembles; train the members separately.")
+    shapes_of = lambda t: jax.tree.map(lambda a: (tuple(np.shape(a)), str(np.asarray(a).dtype)), t)  # noqa: E731
+    for part in ("params", "opt_state", "batch_stats"):
+        if jax.tree.structure(getattr(initial, part)) != jax.tree.structure(getattr(fresh, part)) or \
+                shapes_of(getattr(initial, part)) != shapes_of(getattr(fresh, part)):
+            raise ValueError(f"{fn}: initial_state's {part} does not fit this model and optimizer (another model, "
+                             "optimizer or input shape?).")
+    state = initial.replace(step=np.zeros_like(np.asarray(fresh.step)),
+                            rng=fresh.rng if initial.rng is None else initial.rng)
+    return _copy_state(state)       # the steps donate their input buffers: the caller's arrays stay intact
+
+
+def predict(model, state, images, *, batch_size: int = 1000, probabilities: bool = True, dtype=None):
+    """Class probabilities (softmax of the logits) or, with ``probabilities=False``, the float32 logits of `model`
+    with `state`'s variables on `images` (uint8, or float in [0, 1]), in inference mode, as a NumPy ``[N, C]``."""
+    check_model("predict", model)
+    _check_state("predict", state)
+    images = np.asarray(images)
+    if images.ndim != 4 or not len(images):
+        raise ValueError(f"predict: images must be a non-empty batch [N, H, W, C], got shape {images.shape}.")
+    _check_image_range("predict", "images", images)
+    batch_size = _check_int("predict", "batch_size", batch_size)
+    if not isinstance(probabilities, (bool, np.bool_)):
+        raise TypeError(f"predict: probabilities must be True or False, got {probabilities!r}.")
+    variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+    apply = jax.jit(lambda v, x: model.apply(v, prepare_images(x, dtype), train=False).astype(jnp.float32))
+    b = min(batch_size, len(images))
+    out = []
+    for start in range(0, len(images), b):
+        x = images[start:start + b]
+        pad = b - len(x)            # the last batch padded to the same shape: one compilation
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        out.append(np.asarray(apply(variables, x))[:b - pad])
+    logits = np.concatenate(out)
+    return np.asarray(jax.nn.softmax(logits, axis=-1)) if probabilities else logits
 
 
 def _augmentation(fn: str, augment):
