@@ -1,5 +1,5 @@
 """Training steps of each parallel mode (`none`, `pmap`, `shard`) on forced CPU devices, with XLA:CPU's compile
-options on and off (`cnnjax/train/compile_options.py`).
+options on and off (`cnnjax/train/cpu_speed/compile_options.py`).
 
 Each (mode, options) pair runs in its own process, since the options are decided once per process
 (``CNNJAX_XLA_CPU_OPTIONS=0`` turns them off) and the device count must be set before jax loads
