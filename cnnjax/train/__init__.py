@@ -3,7 +3,7 @@
 XLA:CPU speed work (faster conv/pool forms inside the step, compile options, malloc settings, the loop form) lives
 in :mod:`cnnjax.train.cpu_speed`.
 """
-from . import cpu_speed
+from . import averaging, cpu_speed
 from .callbacks import EarlyStopping
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
@@ -21,5 +21,5 @@ __all__ = [
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
     "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "cpu_speed",
-    "EarlyStopping", "predict",
+    "EarlyStopping", "predict", "averaging",
 ]

@@ -48,6 +48,7 @@ from cnnjax.params import check_model
 from .cpu_speed import compile_options as _compile_options
 from .cpu_speed import loop_choice
 from .cpu_speed.host_memory import keep_freed_memory as _keep_freed_memory
+from . import averaging as _averaging
 from . import progress as _progress
 from .checkpoint import CheckpointCorruptError, Checkpointer
 from .ensemble import create_ensemble, with_update_scale
@@ -273,7 +274,8 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         on_epoch_end: Callable[[dict], Any] | None = None, eval_batch_size: int = 1000,
         cpu_forms: bool | None = None, keep_freed_memory: bool = False, augment=None,
         data_on_device: bool | None = None, callbacks: Sequence[Any] = (), validation_split: float | None = None,
-        initial_state: TrainState | None = None):
+        initial_state: TrainState | None = None, ema_decay: float | None = None,
+        lookahead: tuple[int, float] | None = None, validate_averaged: bool = False):
     """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
 
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
@@ -313,6 +315,9 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
     first, with a checkpoint_dir). ``EarlyStopping(restore_best_weights=True)`` returns its best epoch's state.
     initial_state: a TrainState (e.g. from an earlier fit) to continue from: its parameters, optimizer state, BatchNorm
     statistics and rng, for `epochs` more epochs (the step counter starts again at 0).
+    ema_decay / lookahead: weight averaging around the optimizer (`averaging.py`): the exponential moving
+    average of the parameters (read it with ``averaging.averaged_params(state.opt_state)``), and Lookahead
+    ``(every, alpha)``; validate_averaged=True scores validation_data with the moving average.
     data_on_device: keep the training set on the device (uint8 stays uint8) and gather each batch inside the
     compiled program, so only row indices travel per call; None: on an accelerator, for parallel "none" or
     "shard" in one process, when the arrays fit `device_data_budget()`. The rows are those of the host path
@@ -409,6 +414,16 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         raise TypeError(f"fit: optimizer must be a name or an optax.GradientTransformation, got {optimizer!r}.")
     if learning_rates is not None:
         tx = with_update_scale(tx)
+    if lookahead is not None:
+        if not (isinstance(lookahead, (tuple, list)) and len(lookahead) == 2):
+            raise TypeError(f"fit: lookahead must be a pair (every, alpha), e.g. (5, 0.5), got {lookahead!r}.")
+        tx = _averaging.lookahead(tx, *lookahead)
+    if ema_decay is not None:
+        tx = _averaging.ema(tx, check_number("fit", "ema_decay", ema_decay))
+    if not isinstance(validate_averaged, (bool, np.bool_)):
+        raise TypeError(f"fit: validate_averaged must be True or False, got {validate_averaged!r}.")
+    if validate_averaged and ema_decay is None:
+        raise ValueError("fit: validate_averaged=True needs ema_decay (the moving average to validate).")
 
     for name, flag in (("keep_freed_memory", keep_freed_memory), ("cpu_forms", cpu_forms)):
         if not (isinstance(flag, (bool, np.bool_)) or (name == "cpu_forms" and flag is None)):
@@ -449,7 +464,9 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble,
                     **_settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
                                 label_smoothing, dtype, learning_rates, total_steps),
-                    "augment": augment_name, **(meta or {})}
+                    "augment": augment_name, "ema_decay": None if ema_decay is None else float(ema_decay),
+                    "lookahead": None if lookahead is None else [int(lookahead[0]), float(lookahead[1])],
+                    **(meta or {})}
         history: dict[str, list] = {}
         partial, saved_meta, best = None, {}, None
         if ckpt is not None and resume:
@@ -584,7 +601,9 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                       "images_per_s": run_steps * batch_size / seconds if run_steps else float("nan"),
                       "seconds": seconds}
             if validation_data is not None:
-                val = evaluate_with(strategy, placed, val_images, val_labels, batch_size=eval_batch_size)
+                scored = placed.replace(params=_averaging.averaged_params(placed.opt_state)) \
+                    if validate_averaged else placed
+                val = evaluate_with(strategy, scored, val_images, val_labels, batch_size=eval_batch_size)
                 record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             for key, value in record.items():
                 value = np.asarray(value)

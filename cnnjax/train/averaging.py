@@ -1,0 +1,101 @@
+"""Weight averaging as Optax transforms, usable with any optimizer and model through `fit`.
+
+Both wrap the inner optimizer's updates; ``params`` must be passed to ``update`` (as `fit`'s steps do).
+
+- :func:`ema`: keeps, in its state, the exponential moving average of the parameters after each step,
+  ``avg_t = decay * avg_{t-1} + (1 - decay) * p_t`` with ``avg_0 = p_0``; the parameters themselves train as
+  without it. :func:`averaged_params` reads the average out of an optimizer state.
+- :func:`lookahead`: Zhang et al. 2019. The inner optimizer moves "fast" weights; every ``every`` steps the
+  "slow" weights move ``slow += alpha * (fast - slow)`` and the fast weights are reset to them. Between those
+  steps the parameters are the fast weights.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = ["ema", "lookahead", "averaged_params", "EmaState", "LookaheadState"]
+
+
+class EmaState(NamedTuple):
+    inner: Any
+    average: Any
+
+
+class LookaheadState(NamedTuple):
+    inner: Any
+    slow: Any
+    count: jax.Array
+
+
+def _check_fraction(fn: str, name: str, value, *, closed_top: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0.0 < value <= 1.0 if closed_top else 0.0 <= value < 1.0):
+        interval = "(0, 1]" if closed_top else "[0, 1)"
+        raise ValueError(f"{fn}: {name} must be a number in {interval}, got {value!r}.")
+    return float(value)
+
+
+def ema(inner: optax.GradientTransformation, decay: float) -> optax.GradientTransformation:
+    """`inner` that also keeps the exponential moving average of the parameters (module docstring)."""
+    decay = _check_fraction("ema", "decay", decay, closed_top=False)
+
+    def init(params):
+        # copies: the average must not share buffers with the parameters (steps donate both)
+        return EmaState(inner.init(params), jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("ema: update needs params (optax.apply_updates of the same step).")
+        updates, inner_state = inner.update(updates, state.inner, params)
+        new_params = optax.apply_updates(params, updates)
+        average = jax.tree.map(lambda a, p: (decay * a + (1.0 - decay) * p).astype(a.dtype), state.average,
+                               new_params)
+        return updates, EmaState(inner_state, average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def lookahead(inner: optax.GradientTransformation, every: int, alpha: float) -> optax.GradientTransformation:
+    """`inner` as the fast optimizer of Lookahead (module docstring): every `every` steps the slow weights move
+    by `alpha` towards the fast ones and the parameters become the slow weights."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"lookahead: every must be an int >= 1, got {every!r}.")
+    alpha = _check_fraction("lookahead", "alpha", alpha, closed_top=True)
+
+    def init(params):
+        slow = jax.tree.map(lambda p: jnp.array(p, copy=True), params)    # not the parameters' buffers
+        return LookaheadState(inner.init(params), slow, jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("lookahead: update needs params (optax.apply_updates of the same step).")
+        updates, inner_state = inner.update(updates, state.inner, params)
+        fast = optax.apply_updates(params, updates)
+        count = state.count + 1
+        sync = count % every == 0
+        slow = jax.tree.map(lambda s, f: jnp.where(sync, s + alpha * (f - s), s).astype(s.dtype), state.slow, fast)
+        target = jax.tree.map(lambda s, f: jnp.where(sync, s, f), slow, fast)
+        updates = jax.tree.map(lambda t, p: (t - p).astype(p.dtype), target, params)
+        return updates, LookaheadState(inner_state, slow, count)
+
+    return optax.GradientTransformation(init, update)
+
+
+def averaged_params(opt_state):
+    """The moving average of the parameters kept by an :func:`ema` anywhere in `opt_state`, or None."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, EmaState):
+            found.append(node.average)
+            return
+        if isinstance(node, (tuple, list)):
+            for child in node:
+                visit(child)
+
+    visit(opt_state)
+    return found[0] if found else None
