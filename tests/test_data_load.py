@@ -183,6 +183,7 @@ needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @needs_shared
 def test_real_mnist_end_to_end(tmp_path_factory):
     prepared = tmp_path_factory.mktemp("real")
@@ -195,6 +196,7 @@ def test_real_mnist_end_to_end(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not (SHARED / "cifar10-jpeg.tar.xz").is_file(), reason=f"no cifar10-jpeg.tar.xz in {SHARED}")
 def test_real_cifar10_full_import(tmp_path_factory):
     prepared = tmp_path_factory.mktemp("cifar")

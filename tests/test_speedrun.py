@@ -13,6 +13,10 @@ from cnnjax.train.speedrun import (MNIST, SpeedrunConfig, alternating_flip, look
                                    loss_scale_of, lr_factor, make_optimizer, train_speedrun, translate,
                                    tta_logits, whitening_sample)
 
+# the speedrun trainer's tests train real runs (10-55 s each on 2 cores): outside README's test command,
+# run by `python -m pytest -q -n 2 -m long`
+pytestmark = pytest.mark.long
+
 
 def _patches_numpy(x):
     """All 2x2 patches of NHWC ``x``, flattened in HWIO order (dy, dx, channel), by explicit loops."""
