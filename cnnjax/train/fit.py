@@ -57,6 +57,7 @@ from .parallel import Strategy, make_strategy, warn_note
 from .state import TrainState, create_state
 from .callbacks import wants_stop
 from .steps import TTA_MODES, prepare_images
+from .stream import BatchStream, is_stream
 
 LOOPS = ("auto", "measure", "scan", "step", "unroll")
 
@@ -214,9 +215,11 @@ def evaluate_with(strategy: Strategy, placed_state, images, labels, *, batch_siz
 def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_smoothing: float = 0.0,
              parallel: str = "none", tta: str | None = None) -> dict[str, float]:
     """{"loss", "accuracy"} of `model` with `state` (params and batch_stats) on `data`, in inference mode;
-    ``tta="flip"`` averages the logits of each image and its mirror image (test-time augmentation)."""
+    ``tta="flip"`` averages the logits of each image and its mirror image (test-time augmentation),
+    ``"flip_translate"`` also over one-pixel translations of both, ``"translate"`` over the translations only
+    (:mod:`cnnjax.train.tta`)."""
     if tta not in TTA_MODES:
-        raise ValueError(f"evaluate: tta={tta!r}; valid: None or 'flip'.")
+        raise ValueError(f"evaluate: tta={tta!r}; valid: None or {', '.join(repr(m) for m in TTA_MODES[1:])}.")
     check_model("evaluate", model)
     _check_state("evaluate", state)
     images, labels = as_arrays(data, fn="evaluate")
@@ -264,7 +267,7 @@ def _check_compiled_with(saved_meta: dict, current: dict, directory: str) -> Non
 
 
 def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformation = "adam", epochs: int,
-        batch_size: int, learning_rate: float = 1e-3, schedule: str = "constant", warmup_steps: int = 0,
+        batch_size: int | None = None, learning_rate: float = 1e-3, schedule: str = "constant", warmup_steps: int = 0,
         momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
         label_smoothing: float = 0.0, dtype=None, validation_data=None, seed: int = 0,
         parallel: str = "none", loop: str = "auto", ensemble: int = 1,
@@ -275,11 +278,17 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         cpu_forms: bool | None = None, keep_freed_memory: bool = False, augment=None,
         data_on_device: bool | None = None, callbacks: Sequence[Any] = (), validation_split: float | None = None,
         initial_state: TrainState | None = None, ema_decay: float | None = None,
-        lookahead: tuple[int, float] | None = None, validate_averaged: bool = False):
-    """Train `model` (a flax.linen Module returning logits) on in-memory `data`; return (state, history).
+        lookahead: tuple[int, float] | None = None, validate_averaged: bool = False,
+        steps_per_epoch: int | None = None):
+    """Train `model` (a flax.linen Module returning logits) on `data`; return (state, history).
 
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
     and "labels", or a Split; float images above 1 (0..255 left unscaled) are a ValueError.
+    data may also be a stream of batches (`stream.py`): an iterable of (images, labels) batches such as
+    ``tfds.as_numpy(dataset)`` or `cnnjax.data.pipeline.batches`, a generator, or a function ``epoch -> batches``;
+    read ahead in a thread while the device computes. batch_size is then the batches' size (optional), and
+    steps_per_epoch the batches of one epoch (default: ``len(data)``; needed for generators). A stream is not
+    shuffled by fit and cannot be kept on the device.
     optimizer: a name from `optim.OPTIMIZERS` (built with `learning_rate`, `schedule`, `warmup_steps`,
     `momentum`, `nesterov`, `weight_decay`; schedules span ``epochs * (N // batch_size)`` steps) or any
     ``optax.GradientTransformation``.
@@ -330,8 +339,29 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                       "softmax itself), so it would train on probabilities as if they were logits, which trains "
                       "slower and worse; drop the last softmax (e.g. Dense(10), or a zoo model without softmax=True) "
                       "and apply jax.nn.softmax to the outputs when you need probabilities.", stacklevel=2)
+    epochs = _check_int("fit", "epochs", epochs)
+    stream = None
     if labels is not None:
         data = (data, labels)
+    elif is_stream(data):
+        if steps_per_epoch is not None:
+            steps_per_epoch = _check_int("fit", "steps_per_epoch", steps_per_epoch)
+        for name, value, bad in (("validation_split", validation_split, validation_split is not None),
+                                 ("data_on_device", data_on_device, bool(data_on_device)),
+                                 ("loop", loop, loop == "measure")):
+            if bad:
+                raise ValueError(f"fit: {name}={value!r} needs in-memory (images, labels) arrays; data is a stream "
+                                 f"of batches ({type(data).__name__}).")
+        stream = BatchStream(data, fn="fit", steps_per_epoch=steps_per_epoch, epochs=epochs)
+        if batch_size is None:
+            batch_size = stream.batch_size
+        elif batch_size != stream.batch_size:
+            raise ValueError(f"fit: batch_size={batch_size!r}, but the stream's first batch has {stream.batch_size} "
+                             "images; leave batch_size out (it is the batches' size) or batch the stream so.")
+        data = stream.first
+    elif steps_per_epoch is not None:
+        raise ValueError("fit: steps_per_epoch applies to a stream of batches; with in-memory arrays an epoch is "
+                         "len(images) // batch_size steps.")
     images, labels = as_arrays(data, examples="training examples")
     callbacks = _check_callbacks("fit", callbacks)
     if validation_split is not None:
@@ -344,9 +374,10 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                              f"rows on both sides of the {len(images)} examples.")
         validation_data = (images[cut:], labels[cut:])
         images, labels = images[:cut], labels[:cut]
-    n = len(images)
-    epochs = _check_int("fit", "epochs", epochs)
+    if batch_size is None:
+        raise ValueError("fit: batch_size is needed with in-memory arrays (e.g. batch_size=128).")
     batch_size = _check_int("fit", "batch_size", batch_size)
+    n = len(images) if stream is None else stream.steps_per_epoch * batch_size
     ensemble = _check_int("fit", "ensemble", ensemble)
     log_every = _check_int("fit", "log_every", log_every)
     eval_batch_size = _check_int("fit", "eval_batch_size", eval_batch_size)
@@ -365,7 +396,7 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
     if isinstance(optimizer, str) and nesterov and optimizer != "sgd":
         raise ValueError(f"fit: nesterov=True applies to optimizer='sgd' only; optimizer={optimizer!r} would ignore "
                          "it.")
-    if batch_size > n:
+    if stream is None and batch_size > n:
         raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} training examples; "
                          f"use batch_size <= {n}.")
     if loop not in LOOPS:
@@ -403,6 +434,7 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         _check_labels("fit", "validation_data", val_labels, classes)
 
     steps_per_epoch = n // batch_size
+    input_shape = tuple(int(d) for d in images.shape[1:])
     total_steps = epochs * steps_per_epoch
     if isinstance(optimizer, str):
         tx = make_optimizer(optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
@@ -435,12 +467,13 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
     strategy = make_strategy(parallel, model, tx, label_smoothing=label_smoothing, dtype=dtype,
                              ensemble=is_ensemble, cpu_forms=cpu_forms, augment=augment_fn)
     warn_note(strategy)
-    on_device = _data_on_device("fit", data_on_device, strategy, images, labels)
+    on_device = stream is None and _data_on_device("fit", data_on_device, strategy, images, labels)
     strategy.data_on_device = on_device
     if batch_size % strategy.n_devices:
         raise ValueError(f"fit: batch_size {batch_size} is not divisible by the {strategy.n_devices} devices of "
                          f"parallel={parallel!r}; use a multiple of {strategy.n_devices}.")
     ckpt = Checkpointer(checkpoint_dir, max_to_keep=keep, writer=True) if checkpoint_dir is not None else None
+    feed = None
     try:
         if ckpt is not None and not resume and ckpt.latest_step() is not None:
             last = ckpt.latest_step()     # orbax would refuse the first save (StepAlreadyExistsError), an epoch late
@@ -449,7 +482,6 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                              "pass resume=True to continue, or choose an empty folder.")
 
         init_key = jax.random.PRNGKey(seed)
-        input_shape = tuple(int(d) for d in images.shape[1:])
         if is_ensemble:
             scales = None if learning_rates is None else [lr / learning_rate for lr in learning_rates]
             state = create_ensemble(model, tx, input_shape=input_shape,
@@ -461,7 +493,8 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         placed = strategy.place_state(state)
         del state
 
-        run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n, "ensemble": ensemble,
+        run_meta = {"seed": seed, "batch_size": batch_size, "n_train": n if stream is None else None,
+                    **({"steps_per_epoch": steps_per_epoch} if stream is not None else {}), "ensemble": ensemble,
                     **_settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
                                 label_smoothing, dtype, learning_rates, total_steps),
                     "augment": augment_name, "ema_decay": None if ema_decay is None else float(ema_decay),
@@ -540,9 +573,23 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
             if len(flat):
                 last_loss.update(step=first_step + len(flat), loss=float(np.mean(flat[-1])))
 
+        def check_batch(pair, index):
+            x, y = as_arrays(pair, arg=f"batch {index} of data")
+            if x.shape[1:] != input_shape:
+                raise ValueError(f"fit: batch {index} of data has images of shape {x.shape[1:]}, the first batch "
+                                 f"{input_shape}; every batch needs the same (height, width, channels).")
+            if len(x) % strategy.n_devices:
+                raise ValueError(f"fit: batch {index} of data has {len(x)} images, not divisible by the "
+                                 f"{strategy.n_devices} devices of parallel={parallel!r}.")
+            _check_labels("fit", f"batch {index} of data", y, classes)
+            return x, y
+
         for epoch in range(step // steps_per_epoch, epochs):
-            order = epoch_order(seed, epoch, n)
             pos = step - epoch * steps_per_epoch
+            if stream is None:
+                order = epoch_order(seed, epoch, n)
+            else:
+                feed = stream.epoch(epoch, pos, check_batch)
             if partial is not None and partial.get("epoch") == epoch:
                 loss_sum, acc_sum, counted = (np.asarray(partial["loss_sum"]), np.asarray(partial["acc_sum"]),
                                               partial["steps"])
@@ -561,8 +608,11 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                     start = pos
                     while start < end:
                         stop = min(end, (start // chunk + 1) * chunk)
-                        rows = order[start * batch_size:stop * batch_size]
-                        if on_device:
+                        rows = None if stream is not None else order[start * batch_size:stop * batch_size]
+                        if stream is not None:
+                            placed, m = _stream_chunk(strategy, train_chunk, placed, feed.take(stop - start),
+                                                      batch_size)
+                        elif on_device:
                             placed, m = data_chunk(placed, data_x, data_y, strategy.place_rows(
                                 rows.reshape(stop - start, batch_size), stacked=True))
                         else:
@@ -577,10 +627,14 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                         start = stop
                 else:
                     for t in range(pos, end):
-                        rows = order[t * batch_size:(t + 1) * batch_size]
-                        if on_device:
+                        if stream is not None:
+                            (x, y), = feed.take(1)
+                            placed, m = strategy.train_step(placed, *strategy.place_batch(x, y))
+                        elif on_device:
+                            rows = order[t * batch_size:(t + 1) * batch_size]
                             placed, m = strategy.data_step(placed, data_x, data_y, strategy.place_rows(rows))
                         else:
+                            rows = order[t * batch_size:(t + 1) * batch_size]
                             placed, m = strategy.train_step(placed,
                                                             *strategy.place_batch(images[rows], labels[rows]))
                         pending.append((step + t - pos, jax.tree.map(lambda a: a[None], m)))
@@ -596,6 +650,9 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                 if ckpt is not None and pos < steps_per_epoch:
                     save(step, {"epoch": epoch, "loss_sum": np.asarray(loss_sum).tolist(),
                                 "acc_sum": np.asarray(acc_sum).tolist(), "steps": counted})
+            if stream is not None:
+                feed.close()
+                feed = None
             seconds = time.perf_counter() - t0
             record = {"epoch": epoch + 1, "loss": loss_sum / max(counted, 1), "accuracy": acc_sum / max(counted, 1),
                       "images_per_s": run_steps * batch_size / seconds if run_steps else float("nan"),
@@ -629,6 +686,8 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
             placed = best
         return strategy.canonical(placed), history
     finally:
+        if feed is not None:
+            feed.close()
         if ckpt is not None:
             ckpt.close()
 
@@ -808,6 +867,19 @@ def _check_same_settings(saved_meta: dict, run_meta: dict, ckpt) -> None:
             "so a resumed run must keep its epochs)" if "schedule_steps" in differ else "")
     raise ValueError(f"fit: cannot resume from {ckpt.directory}: it was written with other settings ({what}){hint}. "
                      "Use the same settings, or another checkpoint directory.")
+
+
+def _stream_chunk(strategy, train_chunk, placed, batches, batch_size):
+    """Train on a chunk of streamed batches: stacked into one call of `train_chunk` where all have
+    `batch_size` images, else one `train_step` call per batch (the metrics stacked as the chunk's)."""
+    if all(len(x) == batch_size for x, _ in batches):
+        x, y = np.stack([b[0] for b in batches]), np.stack([b[1] for b in batches])
+        return train_chunk(placed, *strategy.place_batch(x, y, stacked=True))
+    metrics = []
+    for x, y in batches:
+        placed, m = strategy.train_step(placed, *strategy.place_batch(x, y))
+        metrics.append(m)
+    return placed, jax.tree.map(lambda *ms: jnp.stack(ms), *metrics)
 
 
 def _flush(pending, check_finite, loss_sum, acc_sum, counted, bar, t0, batch_size, run_steps):
