@@ -11,8 +11,10 @@ from cnnjax.layers import *  # noqa: F401,F403  (Conv2D, MaxPooling2D, Dense, Se
 from cnnjax import models
 from cnnjax.params import count_params
 from cnnjax.summary import summary
+from cnnjax.artifact import export, load_export
 
 __version__ = "0.1.0"
 
 __all__ = ["shapes", "functional", "__version__"]
 __all__ += ["layers", "models", "summary", "count_params", *layers.__all__]
+__all__ += ["export", "load_export"]

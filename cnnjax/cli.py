@@ -1,12 +1,13 @@
-"""The `cnnjax` command: train, evaluate, summary, data.
+"""The `cnnjax` command: train, evaluate, export, summary, data.
 
     cnnjax train --model mnist_cnn --dataset mnist --epochs 2 --data-dir ../shared/data
     cnnjax evaluate --model mnist_cnn --checkpoint-dir runs/mnist --data-dir ../shared/data
+    cnnjax export --checkpoint-dir runs/mnist --out mnist.jaxexport --platforms cpu,cuda
     cnnjax summary --model resnet20
     cnnjax data import mnist --source ../shared/data
 
 Options are parsed and checked here, before anything is written; the work is done by `cnnjax.train.fit`,
-`cnnjax.train.evaluate`, `cnnjax.summary` and `cnnjax.data`. User mistakes print one line
+`cnnjax.train.evaluate`, `cnnjax.export`, `cnnjax.summary` and `cnnjax.data`. User mistakes print one line
 ``cnnjax <command>: error: ...`` and exit with status 2.
 """
 from __future__ import annotations
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     from cnnjax.train import LOOPS, OPTIMIZERS, PARALLEL_MODES, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="cnnjax", description="Convolutional neural networks in JAX.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the versions of cnnjax, jax and flax and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_names = models.names()
 
@@ -160,6 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: 'flip' averages the logits of each image and its mirror image")
     e.set_defaults(func=_evaluate)
 
+    x = sub.add_parser("export", help="write the latest checkpoint's model as a jax.export artifact",
+                       description="Write the model of the latest checkpoint in --checkpoint-dir as a serialized "
+                                   "jax.export artifact with a symbolic batch (any batch size), plus a JSON sidecar "
+                                   "FILE.json with its platforms, shapes, versions and BLAKE2b checksum; "
+                                   "cnnjax.load_export(FILE) or jax.export.deserialize loads it.")
+    x.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="folder written by `cnnjax train`")
+    x.add_argument("--out", required=True, metavar="FILE", help="artifact file to write (and FILE.json)")
+    x.add_argument("--model", default=None, choices=model_names, metavar="NAME",
+                   help="model name (default: the one the checkpoint names)")
+    x.add_argument("--platforms", default=None, metavar="LIST",
+                   help="comma-separated platforms to lower for, from cpu, cuda, rocm, tpu (default: cpu and the "
+                        "platform of this machine)")
+    x.add_argument("--input-dtype", choices=["float32", "uint8"], default="float32",
+                   help="what the artifact takes: float32 images in [0, 1], or uint8 images 0..255 (default "
+                        "float32)")
+    x.add_argument("--probabilities", action="store_true", help="output softmax probabilities instead of logits")
+    x.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
+    x.add_argument("--member", type=int, default=None, metavar="I",
+                   help="which member of an ensemble checkpoint to export")
+    x.set_defaults(func=_export)
+
     s = sub.add_parser("summary", help="print a Keras-style layer table of a model",
                        description="Print a model's layers, output shapes and parameter counts.")
     s.add_argument("--model", required=True, choices=model_names, metavar="NAME",
@@ -175,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     from cnnjax.viz.cli import add_subcommands as add_plot_subcommands
     add_plot_subcommands(sub)
     return parser
+
+
+def version_line() -> str:
+    """``cnnjax <version> (jax <version>, flax <version>)``."""
+    import flax
+    import jax
+
+    import cnnjax
+    return f"cnnjax {cnnjax.__version__} (jax {jax.__version__}, flax {flax.__version__})"
 
 
 class UsageError(ValueError):
@@ -382,31 +415,47 @@ def _metric_line(record: dict) -> str:
     return json.dumps(line)
 
 
-def _evaluate(args) -> int:
+def _restore(name, checkpoint_dir):
+    """(model, model name, Checkpointer, params, batch_stats, meta) of the latest checkpoint in `checkpoint_dir`,
+    checked against model `name` (None: the model the checkpoint names). The caller closes the Checkpointer."""
     import jax
-    import numpy as np
     from cnnjax import models
-    from cnnjax.train import evaluate, member
     from cnnjax.train.checkpoint import Checkpointer
-    from cnnjax.train.state import TrainState
 
-    dataset = _check_dataset(args.model, args, (args.split,))
-    if not os.path.isdir(args.checkpoint_dir):
-        raise UsageError(f"--checkpoint-dir {args.checkpoint_dir!r} does not exist")
-    ckpt = Checkpointer(args.checkpoint_dir)
+    if not os.path.isdir(checkpoint_dir):
+        raise UsageError(f"--checkpoint-dir {checkpoint_dir!r} does not exist")
+    ckpt = Checkpointer(checkpoint_dir)
     if ckpt.latest_step() is None:
-        raise UsageError(f"no checkpoint in {args.checkpoint_dir!r}")
-    model = models.get(args.model)
+        raise UsageError(f"no checkpoint in {checkpoint_dir!r}")
     saved_model = ckpt.read_meta().get("model")
-    if saved_model is not None and saved_model != args.model:
-        raise UsageError(f"{args.checkpoint_dir!r} holds a checkpoint of model {saved_model!r}, not {args.model!r}")
-    shape = models.input_shape(args.model)
+    if name is None:
+        if saved_model not in models.names():
+            ckpt.close()
+            raise UsageError(f"{checkpoint_dir!r} does not name a model of the zoo (it says {saved_model!r}); "
+                             f"pass --model, one of {', '.join(models.names())}")
+        name = saved_model
+    if saved_model is not None and saved_model != name:
+        ckpt.close()
+        raise UsageError(f"{checkpoint_dir!r} holds a checkpoint of model {saved_model!r}, not {name!r}")
+    model = models.get(name)
+    shape = models.input_shape(name)
     fresh = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jax.numpy.zeros((1, *shape)), train=False))
     try:
         params, batch_stats, meta = ckpt.restore_variables(expected_params=fresh["params"])
     except Exception:
         ckpt.close()          # before the error is reported: orbax's pending reads end with it
         raise
+    return model, name, ckpt, params, batch_stats, meta
+
+
+def _evaluate(args) -> int:
+    import jax
+    import numpy as np
+    from cnnjax.train import evaluate, member
+    from cnnjax.train.state import TrainState
+
+    dataset = _check_dataset(args.model, args, (args.split,))
+    model, _, ckpt, params, batch_stats, meta = _restore(args.model, args.checkpoint_dir)
     split = _load(dataset, args.split, args)
     n_members = meta.get("ensemble", 1)
     full = TrainState(step=np.zeros((n_members,) if n_members > 1 else (), np.int32), params=params,
@@ -422,6 +471,49 @@ def _evaluate(args) -> int:
               f"({len(split.labels)} {dataset} {args.split} images; {args.model}, checkpoint step "
               f"{ckpt.latest_step()})")
     ckpt.close()
+    return 0
+
+
+def _export(args) -> int:
+    import numpy as np
+    from cnnjax import models
+    from cnnjax.artifact import export
+    from cnnjax.train import member
+    from cnnjax.train.state import TrainState
+
+    from cnnjax.artifact import PLATFORMS
+
+    if args.member is not None and args.member < 0:
+        raise UsageError(f"--member must be >= 0, got {args.member}")
+    platforms = None if args.platforms is None else [p.strip() for p in args.platforms.split(",")]
+    for p in platforms or ():          # all said before the checkpoint is read
+        if p not in PLATFORMS:
+            raise UsageError(f"--platforms: unknown platform {p!r}; valid: {', '.join(PLATFORMS)} (comma-separated, "
+                             "e.g. cpu,cuda)")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out!r} cannot be written (folder {folder!r} missing or read-only, or "
+                         f"{args.out!r} is a folder)")
+    model, name, ckpt, params, batch_stats, meta = _restore(args.model, args.checkpoint_dir)
+    step = ckpt.latest_step()
+    ckpt.close()
+    n_members = meta.get("ensemble", 1)
+    state = TrainState(step=np.zeros((n_members,) if n_members > 1 else (), np.int32), params=params,
+                       opt_state=None, batch_stats=batch_stats, rng=None)
+    if n_members > 1:
+        if args.member is None or args.member >= n_members:
+            raise UsageError(f"{args.checkpoint_dir!r} holds an ensemble of {n_members} models; pick one with "
+                             f"--member 0..{n_members - 1}")
+        state = member(state, args.member)
+    elif args.member not in (None, 0):
+        raise UsageError(f"--member {args.member}: {args.checkpoint_dir!r} holds one model, not an ensemble")
+    info = export(model, state, args.out, input_shape=models.input_shape(name), platforms=platforms,
+                  dtype=None if args.dtype == "float32" else args.dtype, input_dtype=args.input_dtype,
+                  probabilities=args.probabilities)
+    print(f"wrote {args.out} ({info['bytes']:,} bytes; {name}, checkpoint step {step}"
+          f"{f', member {args.member}' if n_members > 1 else ''}; platforms {', '.join(info['platforms'])}; "
+          f"input [N, {', '.join(map(str, info['input']['shape'][1:]))}] {info['input']['dtype']}; "
+          f"{info['output']['kind']}) and {args.out}.json")
     return 0
 
 
