@@ -285,7 +285,7 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
     and "labels", or a Split; float images above 1 (0..255 left unscaled) are a ValueError.
     data may also be a stream of batches (`stream.py`): an iterable of (images, labels) batches such as
-    ``tfds.as_numpy(dataset)`` or `cnnjax.data.pipeline.batches`, a generator, or a function ``epoch -> batches``;
+    ``tfds.as_numpy(dataset)``, a generator, or a function ``epoch -> batches`` such as `cnnjax.data.pipeline`'s;
     read ahead in a thread while the device computes. batch_size is then the batches' size (optional), and
     steps_per_epoch the batches of one epoch (default: ``len(data)``; needed for generators). A stream is not
     shuffled by fit and cannot be kept on the device.

@@ -2,11 +2,10 @@
 
 `fit` takes, besides ``(images, labels)`` arrays, any of these as its `data`:
 
-* an iterable that can be iterated again (a list of batches, ``tfds.as_numpy(dataset)``,
-  `cnnjax.data.pipeline.batches`): each epoch is one pass over it, up to `steps_per_epoch` batches;
+* an iterable that can be iterated again (a list of batches, ``tfds.as_numpy(dataset)``): each epoch is one pass over it, up to `steps_per_epoch` batches;
 * a one-shot iterator (a generator): epochs take consecutive `steps_per_epoch` batches from it;
-* a function ``epoch -> iterable``: epoch ``e`` is a pass over ``data(e)``. This is the form that resumes
-  exactly, since a resumed run asks for the same epoch's batches again (e.g. a pipeline shuffled with seed
+* a function ``epoch -> iterable``: epoch ``e`` is a pass over ``data(e)`` (the `cnnjax.data.pipeline`
+  functions return one). This is the form that resumes exactly, since a resumed run asks for the same epoch's batches again (e.g. a pipeline shuffled with seed
   ``(seed, e)``).
 
 Each batch is ``(images, labels)`` or a dict with keys ``image``/``images`` and ``label``/``labels`` (tfds'
