@@ -268,7 +268,8 @@ class ExportedModel:
     [0, 1] (cast to float32) and uint8 images (divided by 255 first, as the training steps do); a uint8 artifact
     takes uint8 images only. Attributes: ``platforms`` (those it was lowered for), ``input_shape`` (H, W, C),
     ``input_dtype``, ``classes``, ``outputs`` ("logits" or "probabilities"), ``metadata`` (the sidecar's dict)
-    and ``exported`` (the ``jax.export.Exported``). It can be called inside ``jax.jit``."""
+    and ``exported`` (the ``jax.export.Exported``). It can be called inside ``jax.jit`` (where the values of traced
+    float images are not checked against [0, 1])."""
 
     def __init__(self, exported, metadata: dict, path: str):
         self.exported = exported
@@ -291,7 +292,6 @@ class ExportedModel:
         if here not in self.platforms:
             raise ValueError(f"{fn}: this artifact was lowered for {', '.join(self.platforms)}, and this process "
                              f"runs on {here!r}; export it again with platforms including {here!r}.")
-        tracing = isinstance(images, jax.core.Tracer)
         if not isinstance(images, jax.Array):
             images = np.asarray(images)
         if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
@@ -305,11 +305,13 @@ class ExportedModel:
         elif dtype == np.uint8:
             images = images.astype(np.float32) / np.float32(255.0)
         elif np.issubdtype(dtype, np.floating):
-            if not tracing and images.size:
-                top = float(jnp.max(images))
-                if top > 1.0 + 1e-6:
-                    raise ValueError(f"{fn}: images are {dtype} with values up to {top:.6g}, but this artifact "
-                                     "takes float images in [0, 1]; pass uint8 images or divide these by 255.")
+            try:
+                top = float((np if isinstance(images, np.ndarray) else jnp).max(images)) if images.size else 0.0
+            except jax.errors.ConcretizationTypeError:      # traced (inside jit): values unknown, not checked
+                top = 0.0
+            if top > 1.0 + 1e-6:
+                raise ValueError(f"{fn}: images are {dtype} with values up to {top:.6g}, but this artifact takes "
+                                 "float images in [0, 1]; pass uint8 images or divide these by 255.")
             images = images.astype(np.float32)
         else:
             raise TypeError(f"{fn}: images have dtype {dtype}; pass float images in [0, 1] or uint8 images.")

@@ -116,8 +116,11 @@ def test_a_float_artifact_takes_uint8_as_x_over_255_and_refuses_bad_images(seque
     x8 = np.random.default_rng(5).integers(0, 256, (3, 8, 8, 1)).astype(np.uint8)
     np.testing.assert_allclose(np.asarray(loaded(x8)), np.asarray(loaded(x8.astype(np.float32) / 255)),
                                rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(loaded)(x8)), np.asarray(loaded(x8)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"values up to 255.*\[0, 1\]"):
         loaded(x8.astype(np.float32))
+    with pytest.raises(ValueError, match=r"values up to 255.*\[0, 1\]"):
+        loaded(jnp.asarray(x8, jnp.float32))
     with pytest.raises(ValueError, match=r"batch \[N, 8, 8, 1\], got shape \(3, 8, 8\)"):
         loaded(np.zeros((3, 8, 8), np.float32))
     with pytest.raises(ValueError, match=r"got shape \(1, 9, 8, 1\)"):
