@@ -1,7 +1,7 @@
 """Which rows to keep when only ``count`` of ``n`` examples are wanted: plain NumPy, no jax.
 
-Datasets read from disk are often sorted by class (an image folder is read class by class; the JPEG copy of
-CIFAR-10 in ../shared/data lists its training images class by class), so the first ``count`` rows can all be one
+Datasets read from disk are often sorted by class (an image folder is read class by class, so the
+JPEG-folder copy of CIFAR-10 lists its training images class by class), so the first ``count`` rows can all be one
 class. :func:`spread_indices` picks rows evenly over the whole set instead: on a shuffled set that is as good as
 the first rows, on a sorted one it keeps every class in its proportion.
 """

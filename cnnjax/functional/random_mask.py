@@ -2,9 +2,8 @@
 ``jax.random.bernoulli``, at a small fraction of its cost.
 
 ``jax.random.bernoulli`` runs the Threefry-2x32 block cipher (20 rounds) for every element. For a dropout layer
-after the first convolution of a small CNN that is millions of elements per step, and on XLA:CPU it cost a
-quarter of the whole training step of the Flax MNIST example CNN (about 50 ms of 220 ms at batch 128 for
-128x28x28x32 elements; ``experiments/SPEED.md``). A dropout mask needs independent, uniform bits per element,
+after the first convolution of a small CNN that is millions of elements per step, a large share of a CPU
+training step (``experiments/SPEED.md``). A dropout mask needs independent, uniform bits per element,
 not a cipher, so :func:`keep_mask` draws two 32-bit words from the key with ``jax.random.bits`` (Threefry, so
 keys split and fold exactly as anywhere else in JAX) and mixes them with the element's index::
 
@@ -13,8 +12,8 @@ keys split and fold exactly as anywhere else in JAX) and mixes them with the ele
 ``fmix32`` is MurmurHash3's 32-bit finaliser (xor-shift 16, multiply 0x85EBCA6B, xor-shift 13, multiply
 0xC2B2AE35, xor-shift 16), a bijection of the 32-bit words with full avalanche; ``i * 0x9E3779B9 + s0`` is a
 bijection too, so for one key the ``h(i)`` are distinct 32-bit words and the kept fraction is ``keep_prob``
-up to ``2**-32``. The mask is the same on every backend for the same key. Measured on the 2-core CPU: 2.2 ms
-instead of 52 ms for the 3.2 M-element mask above (``experiments/bench_cpu_ops.py --only dropout``).
+up to ``2**-32``. The mask is the same on every backend for the same key (its cost against
+``jax.random.bernoulli``: ``experiments/bench_cpu_ops.py --only dropout``).
 ``tests/test_dense_dropout_losses.py`` holds it against a NumPy transcription of the formula and checks the
 kept fraction, the independence of elements and keys, and uniformity of the hash.
 """

@@ -1,4 +1,4 @@
-"""The lecture notes' Keras models (``SEED_EXAMPLES.md``, "Models"), built exactly, as variants of one model.
+"""The Keras models of the CNN lecture notes this project grew from, built exactly, as variants of one model.
 
 Every lecture model is conv blocks (each a ``Conv2D`` and an optional pooling), an optional ``Dropout``,
 ``Flatten``, hidden ``Dense`` layers (each optionally followed by ``Dropout``) and a ``Dense`` output:

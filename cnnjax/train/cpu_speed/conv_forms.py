@@ -41,7 +41,7 @@ __all__ = ["conv_xla", "conv_im2col", "conv_im2col_vjp", "conv_split_grad", "use
 
 # Largest patch depth prod(kernel_size) * in_channels for which XLA:CPU gets the im2col form.
 IM2COL_MAX_DEPTH = 32
-# Images per batch chunk of conv_split_grad's kernel gradient (experiments/SPEED.md: 4 to 16 measured alike).
+# Images per batch chunk of conv_split_grad's kernel gradient (chunk sizes compared: experiments/SPEED.md).
 SPLIT_GRAD_CHUNK = 8
 
 
@@ -127,7 +127,7 @@ def conv_split_grad(x, kernel, *, strides, padding, dilation, groups=1, dimensio
     (``SPLIT_GRAD_CHUNK``; the last chunk may be shorter). Same arguments and values as :func:`conv_xla`.
 
     The kernel gradient sums over the batch, so ``dk = sum_c dk(x[c], dy[c])`` over any split of the batch
-    into chunks ``c``; XLA:CPU computes each chunk's 3-4x faster per image than the whole batch's (see the
+    into chunks ``c``; XLA:CPU computes a small chunk's faster per image than the whole batch's (see the
     module docstring). A ``jax.custom_vjp``: reverse mode to any order, no forward mode.
     """
     chunk = SPLIT_GRAD_CHUNK if chunk is None else chunk

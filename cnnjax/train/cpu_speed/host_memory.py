@@ -3,9 +3,8 @@
 XLA:CPU allocates each step's large temporaries with ``malloc`` and frees them at the end of the step. glibc
 serves blocks above its mmap threshold (128 KiB at first, adapting up to 32 MiB) with fresh ``mmap`` pages and
 returns them on ``free``, and trims the heap top above 128 KiB, so every step page-faults its activations in
-again: for the lecture's MNIST CNN on the 2-core CPU that was half of the step (17 ms -> 8 ms per batch of 128
-with the settings below; the Flax example CNN 75 ms -> 65 ms; `experiments/SPEED.md`). PyTorch eager gains
-4-15% from the same settings, and its rows in bench_speed.py run with them too.
+again, which can be a large part of a small CNN's step (measurements: `experiments/SPEED.md`; PyTorch eager's
+rows in `experiments/bench_speed.py` run with the same settings).
 
 :func:`keep_freed_memory` raises the mmap threshold to 1 GiB, the trim threshold to 2 GiB and the heap top pad to
 256 MiB with ``mallopt``, the same as the environment variables ``MALLOC_MMAP_THRESHOLD_=1073741824
