@@ -5,7 +5,6 @@ import struct
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from cnnjax.data.cli import add_subcommands, main
 
@@ -22,7 +21,13 @@ def test_import_then_info(tmp_path, capsys):
         (src / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
             gzip.compress(_idx((np.arange(n) % 2).astype(np.uint8))))
     assert main(["import", "mnist", "--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "p")]) == 0
-    assert tfds.builder_from_directory(str(tmp_path / "p" / "mnist" / "3.0.1")).info.splits["train"].num_examples == 20
+    captured = capsys.readouterr()
+    cache = tmp_path / "p" / "_cnnjax_arrays" / "mnist" / "3.0.1"
+    assert captured.err == f"preparing MNIST from {src} once (into {cache})\n"   # one line, no bar off a terminal
+    assert captured.out.startswith(f"mnist: prepared in {cache} (") and (cache / "train.npz").is_file()
+    assert not (tmp_path / "p" / "mnist").exists()   # no tfds copy without --tfds (test_data_tfds.py has one)
+    assert main(["import", "mnist", "--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "p")]) == 0
+    assert capsys.readouterr().err == ""   # prepared once
     assert main(["info", "mnist", "--data-dir", str(tmp_path / "p"), "--splits", "test"]) == 0
     out = capsys.readouterr().out
     assert "mnist test: images (10, 28, 28, 1)" in out and "0=5, 1=5, 2=0" in out

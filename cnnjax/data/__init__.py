@@ -1,5 +1,6 @@
-"""Datasets for cnnjax: MNIST, Fashion-MNIST, CIFAR-10 and image folders through tensorflow-datasets, offline
-from local distribution files, plus the on-device batching/augmentation path (`cnnjax.data.device`) and mesh /
+"""Datasets for cnnjax: MNIST, Fashion-MNIST, CIFAR-10 and image folders, read by cnnjax's own readers from
+local distribution files (no TensorFlow; in the files' order), from a tensorflow-datasets copy (with TensorFlow,
+`cnnjax[tf]`) or a download, plus the on-device batching/augmentation path (`cnnjax.data.device`) and mesh /
 multi-host layout (`cnnjax.data.sharding`)."""
 from cnnjax.data import device, sharding
 from cnnjax.data.cifar import CIFAR10_CLASSES, read_cifar10
@@ -7,8 +8,9 @@ from cnnjax.data.folder import load_image_folder
 from cnnjax.data.idx import read_idx, read_idx_pair
 from cnnjax.data.load import Split, default_data_dir, load
 from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError
+from cnnjax.data.tfds_prepared import is_prepared, prepared_path
 
-_LAZY = {"import_dataset", "is_prepared", "prepared_path"}  # need tensorflow_datasets (slow to import)
+_LAZY = {"import_dataset"}  # needs TensorFlow and tensorflow_datasets (slow to import)
 
 
 def __getattr__(name):

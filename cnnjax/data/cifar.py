@@ -23,8 +23,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cnnjax.data.folder import to_8bit
+from cnnjax.data.quiet import bar_disabled
+from cnnjax.data.sources import CLASS_NAMES
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = CLASS_NAMES["cifar10"]
 _RECORD = 1 + 32 * 32 * 3
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -111,7 +113,7 @@ def _read_tar(
     batch_names = {n + s for n in _TRAIN_BATCHES + ("test_batch",) for s in ("", ".bin")}
     try:
         with tarfile.open(path, "r|*") as archive, tqdm(
-            desc=f"reading {os.path.basename(path)}", unit=" files", disable=not progress
+            desc=f"reading {os.path.basename(path)}", unit=" files", disable=bar_disabled(progress)
         ) as bar:
             for member in archive:
                 if not member.isfile():

@@ -11,12 +11,23 @@ from cnnjax.data.sources import KNOWN_DATASETS
 
 
 def _import(args) -> int:
-    from cnnjax.data.builders import import_dataset
+    from cnnjax.data.cache import cache_file
+    from cnnjax.data.prepare import prepare_from_files
 
-    start = time.perf_counter()
+    prepared = args.data_dir or default_data_dir()
     for name in args.names:
-        path = import_dataset(name, args.source, data_dir=args.data_dir or default_data_dir())
-        print(f"{name}: prepared in {path} ({time.perf_counter() - start:.1f} s)")
+        start = time.perf_counter()
+        prepare_from_files(name, args.source, prepared)
+        print(f"{name}: prepared in {os.path.dirname(cache_file(name, 'train', prepared))} "
+              f"({time.perf_counter() - start:.1f} s)")
+        if args.tfds:
+            try:
+                from cnnjax.data.builders import import_dataset   # needs TensorFlow: cnnjax[tf]
+            except ImportError as err:   # one line from the CLI, not a traceback
+                raise ValueError(f"--tfds: {err}") from err
+            start = time.perf_counter()
+            path = import_dataset(name, args.source, data_dir=prepared)
+            print(f"{name}: tensorflow-datasets copy in {path} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -46,12 +57,17 @@ def add_subcommands(subparsers, prog: str | None = None) -> argparse.ArgumentPar
     data = subparsers.add_parser("data", help="import and inspect datasets (offline)",
                                  **({"prog": prog} if prog else {}))
     sub = data.add_subparsers(dest="data_command", required=True, metavar="{import,info}")
-    dir_help = f"prepared tfds data directory (default ${ENV_DATA_DIR}, else $TFDS_DATA_DIR, else ~/tensorflow_datasets)"
+    dir_help = (f"prepared data directory (default ${ENV_DATA_DIR}, else $TFDS_DATA_DIR, else "
+                f"~/tensorflow_datasets)")
 
-    imp = sub.add_parser("import", help="prepare datasets from local distribution files, no network")
+    imp = sub.add_parser("import", help="prepare datasets from local distribution files, no network (the arrays "
+                                        "load reads; --tfds also a tensorflow-datasets copy)")
     imp.add_argument("names", nargs="+", choices=KNOWN_DATASETS, metavar="NAME", help=f"one of {KNOWN_DATASETS}")
     imp.add_argument("--source", required=True, help="folder with the distribution files (e.g. ../shared/data)")
     imp.add_argument("--data-dir", default=None, help=dir_help)
+    imp.add_argument("--tfds", action="store_true",
+                     help="also write a tensorflow-datasets copy that tfds.load reads (needs TensorFlow: "
+                          "pip install 'cnnjax[tf]')")
     imp.set_defaults(func=_import)
 
     info = sub.add_parser("info", help="load splits and print shapes, class counts and pixel mean")

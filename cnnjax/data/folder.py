@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cnnjax import shapes
+from cnnjax.data.quiet import bar_disabled
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 SPLIT_FOLDERS = ("train", "test", "validation", "val")
@@ -215,7 +216,7 @@ def load_image_folder(
         files, labels = [f for f, m in zip(files, keep) if m], labels[keep]
 
     images, kept, bad = [], [], []
-    for i, path in enumerate(tqdm(files, desc=f"decoding {split}", unit=" images", disable=not progress)):
+    for i, path in enumerate(tqdm(files, desc=f"decoding {split}", unit=" images", disable=bar_disabled(progress))):
         try:
             images.append(decode_file(path, image_size=image_size, color_mode=color_mode))
             kept.append(i)

@@ -5,6 +5,17 @@ import os
 
 KNOWN_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}   # (H, W, C)
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+SPLITS = ("train", "test")   # every known dataset has these two, as distributed
+# The tensorflow-datasets versions of the same datasets (folder names of a prepared copy and of the array cache).
+VERSIONS = {"mnist": "3.0.1", "fashion_mnist": "3.0.1", "cifar10": "3.0.2"}
+# Class names, label k -> name k (tensorflow-datasets' names for the same datasets).
+CLASS_NAMES = {
+    "mnist": tuple(str(k) for k in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 
 # For each dataset: sub-folders of a source folder searched before the folder itself.
 _SUBFOLDERS = {
@@ -29,6 +40,13 @@ CIFAR10_SOURCES = (
 
 class DataNotFoundError(FileNotFoundError):
     """The data a call needs is neither prepared nor present as distribution files, and cannot be downloaded."""
+
+
+def check_split(name: str, split: str, *, where: str) -> str:
+    """Return `split` if dataset `name` has it (see `SPLITS`), else raise ValueError listing its splits."""
+    if split not in SPLITS:
+        raise ValueError(f"{where}: split {split!r} is not in dataset {name!r}; its splits are {sorted(SPLITS)}.")
+    return split
 
 
 def check_name(name: str, *, where: str) -> str:
