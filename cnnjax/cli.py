@@ -57,6 +57,18 @@ def _fraction(name):
     return parse
 
 
+def _lookahead(text):
+    every, _, alpha = text.partition(":")
+    try:
+        every, alpha = int(every), float(alpha)
+    except ValueError:
+        every = alpha = None
+    if every is None or every < 1 or not 0.0 < alpha <= 1.0:
+        raise argparse.ArgumentTypeError(f"--lookahead must be EVERY:ALPHA with EVERY an int >= 1 and ALPHA in "
+                                         f"(0, 1], e.g. 5:0.5; got {text!r}")
+    return every, alpha
+
+
 def _add_data_args(p, *, datasets):
     p.add_argument("--dataset", default=None, metavar="NAME",
                    help=f"dataset: one of {', '.join(datasets)} (default: the model's own dataset)")
@@ -116,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augment each training batch inside the compiled step, e.g. 'flip,translate:2' or "
                         "'translate:2,cutout:8' (names: flip, translate[:pad], crop[:pad], cutout[:size]); "
                         "default none")
+    t.add_argument("--lookahead", type=_lookahead, default=None, metavar="EVERY:ALPHA",
+                   help="Lookahead around the optimizer: every EVERY steps the slow weights move ALPHA of the way "
+                        "to the fast ones, which restart from them (e.g. 5:0.5); default none")
     t.add_argument("--data-on", choices=["auto", "device", "host"], default="auto",
                    help="where the training set lives: 'device' keeps it on the accelerator and gathers each batch "
                         "inside the compiled step; 'host' gathers batches on the host; 'auto': the device on an "
@@ -159,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=1000,
                    help="evaluation batch size (default 1000)")
     e.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
-    e.add_argument("--tta", choices=["flip"], default=None,
-                   help="test-time augmentation: 'flip' averages the logits of each image and its mirror image")
+    e.add_argument("--tta", choices=["flip", "translate", "flip_translate"], default=None,   # tta.TTA_MODES
+                   help="test-time augmentation: 'flip' averages the logits of each image and its mirror image; "
+                        "'flip_translate' also over one-pixel translations; 'translate' over the translations only")
     e.set_defaults(func=_evaluate)
 
     x = sub.add_parser("export", help="write the latest checkpoint's model as a jax.export artifact",
@@ -357,7 +373,8 @@ def _train(args) -> int:
             resume=args.resume, meta={"model": args.model, "dataset": dataset}, notes={"argv": sys.argv[1:]},
             progress=not args.no_progress and lead, on_epoch_end=on_epoch_end,
             keep_freed_memory=not args.no_keep_freed_memory, augment=args.augment,
-            data_on_device={"auto": None, "device": True, "host": False}[args.data_on])
+            data_on_device={"auto": None, "device": True, "host": False}[args.data_on],
+            lookahead=args.lookahead)
     seconds = time.perf_counter() - start
     if lead and history.get("val_accuracy"):
         members = history.get("val_accuracy_members")

@@ -42,6 +42,10 @@ def test_train_help_explains_every_option(capsys):
     (["train", "--model", "mnist_cnn", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["train", "--model", "mnist_cnn", "--batch-size", "ten"], "--batch-size must be an integer, got 'ten'"),
     (["train", "--model", "mnist_cnn", "--parallel", "gpu"], "invalid choice: 'gpu'"),
+    (["train", "--model", "mnist_cnn", "--lookahead", "5"], "--lookahead must be EVERY:ALPHA"),
+    (["train", "--model", "mnist_cnn", "--lookahead", "0:0.5"], "EVERY an int >= 1 and ALPHA in (0, 1]"),
+    (["train", "--model", "mnist_cnn", "--lookahead", "5:1.5"], "got '5:1.5'"),
+    (["evaluate", "--model", "mnist_cnn", "--checkpoint-dir", "x", "--tta", "rotate"], "invalid choice: 'rotate'"),
 ])
 def test_argument_errors_exit_2_and_name_the_valid_choices(argv, message, capsys):
     code, _, err = _run(argv, capsys)
@@ -128,9 +132,13 @@ def test_train_then_evaluate_on_mnist(tmp_path, capsys):
     ck, metrics = str(tmp_path / "ck"), str(tmp_path / "m.jsonl")
     argv = ["train", "--model", "fashion_dnn", "--dataset", "mnist", "--data-dir", DATA, "--epochs", "1",
             "--limit", "4096", "--batch-size", "128", "--checkpoint-dir", ck, "--metrics-out", metrics,
-            "--no-progress"]
+            "--no-progress", "--lookahead", "4:0.8"]
     code, out, err = _run(argv, capsys)
     assert code == 0, err
+    from cnnjax.train import Checkpointer
+    saved = Checkpointer(ck)
+    assert saved.read_meta()["lookahead"] == [4, 0.8]      # --lookahead reached fit
+    saved.close()
     last = out.strip().splitlines()[-1]
     assert last.startswith("test accuracy: ") and "10000 mnist test images" in last
     accuracy = float(last.split()[2])
