@@ -8,14 +8,20 @@ from typing import Any, Mapping, Tuple
 
 import flax.linen as nn
 import jax
+from flax import nnx
 
 __all__ = ["count_params", "count_variables", "check_model"]
 
 
 def check_model(fn: str, model: Any) -> None:
-    """TypeError naming `fn` unless `model` is a flax Module instance; a model's name gets the registry's hint."""
+    """TypeError naming `fn` unless `model` is a flax linen Module instance; a model's name gets the registry's hint,
+    an NNX module the adapter's (`cnnjax.nnx.as_linen`)."""
     if isinstance(model, nn.Module):
         return
+    if isinstance(model, nnx.Module):
+        raise TypeError(f"{fn}: model is the Flax NNX module {type(model).__name__}; {fn} takes a linen Module: "
+                        "pass cnnjax.nnx.as_linen(model) (and cnnjax.nnx.update(model, state) to write trained "
+                        "weights back).")
     if isinstance(model, str):
         raise TypeError(f"{fn}: model must be a flax Module, got str {model!r}; use cnnjax.models.get({model!r}).")
     if isinstance(model, type) and issubclass(model, nn.Module):

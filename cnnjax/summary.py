@@ -37,6 +37,7 @@ from cnnjax import _args, shapes
 from cnnjax.layers import conv as _conv
 from cnnjax.layers import dense as _dense
 from cnnjax.layers import pool as _pool
+from cnnjax.nnx.adapter import as_linen, is_nnx
 from cnnjax.params import check_model, count_params
 
 __all__ = ["summary", "layer_table"]
@@ -364,6 +365,7 @@ def layer_table(model: nn.Module, input_shape: Sequence[int], *, dtype=jnp.float
     Each row has ``name``, ``type``, ``output_shape`` (with the batch axis), ``params`` (own trainable and
     non-trainable), ``shape_formula``, ``param_formula``, ``receptive_field``, ``jump`` and ``note``.
     """
+    model = as_linen(model) if is_nnx(model) else model       # an NNX model: its linen view
     check_model("layer_table", model)
     input_shape = _check_input_shape(input_shape)
     started, finished, variables, x = _trace(model, input_shape, dtype)
@@ -416,7 +418,8 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, formulas: bool = Fa
     """A Keras-style table of ``model``'s layers for inputs of shape ``(batch, *input_shape)``.
 
     Args:
-      model: a Flax linen Module called as ``model(x)`` (``train`` left at its default).
+      model: a Flax linen Module called as ``model(x)`` (``train`` left at its default), or a Flax NNX Module
+        (summarised through :func:`cnnjax.nnx.as_linen`: its rows are its layer calls).
       input_shape: one example's shape without the batch axis, e.g. ``(28, 28, 1)``.
       formulas: add columns showing how each output size and parameter count came out, the receptive field
         ("RF") and cumulative stride ("Jump") of each layer's output, and a note where a window leaves input
@@ -428,6 +431,7 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, formulas: bool = Fa
       The table as a string (print it). Parameters: ``Total = Trainable + Non-trainable``; trainable are the
       ``"params"`` collection, non-trainable every other (e.g. ``"batch_stats"``).
     """
+    model = as_linen(model) if is_nnx(model) else model
     check_model("summary", model)
     table = layer_table(model, input_shape, dtype=dtype)
     header = ["Layer (type)", "Output Shape", "Param #"]

@@ -16,13 +16,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnjax.layers.sequential import takes_train
+from cnnjax.nnx.adapter import as_linen, is_nnx, linen_variables
 from cnnjax.viz._figure import as_image, check_positive_int, panel_grid, save, show_grey
 
 __all__ = ["as_variables", "layer_outputs", "feature_maps", "plot_feature_maps", "plot_layer_feature_maps"]
 
 
 def as_variables(variables: Any) -> Dict[str, Any]:
-    """Flax variables from a variables dict (``{"params": ...}``) or a ``cnnjax.train.TrainState``."""
+    """Flax variables from a variables dict (``{"params": ...}``), a ``cnnjax.train.TrainState`` or a Flax NNX
+    model (its own variables, in the linen layout of :func:`cnnjax.nnx.linen_variables`)."""
+    if is_nnx(variables):
+        return linen_variables(variables)
     if hasattr(variables, "params"):
         out = {"params": variables.params}
         if getattr(variables, "batch_stats", None):
@@ -62,8 +66,12 @@ def layer_outputs(model, variables, images) -> Dict[str, jnp.ndarray]:
 
     images: ``(N, H, W, C)`` (or one ``(H, W, C)`` image, given a batch axis of 1), float in [0, 1] or uint8.
     The model runs in inference mode (``train=False`` where the model takes it); a layer called twice keeps
-    its first output. Composite modules (e.g. a residual block) appear after their own layers.
+    its first output. Composite modules (e.g. a residual block) appear after their own layers. An NNX ``model``
+    runs through :func:`cnnjax.nnx.as_linen` (paths: its layers' attribute names), with its own variables where
+    ``variables`` is None.
     """
+    if is_nnx(model):
+        model, variables = as_linen(model), model if variables is None else variables
     x = _batch(images, "layer_outputs")
     kwargs = {"train": False} if takes_train(model) else {}
     _, state = model.apply(as_variables(variables), x, capture_intermediates=True, mutable=["intermediates"],

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnjax.layers.sequential import takes_train
+from cnnjax.nnx.adapter import as_linen, is_nnx
 from cnnjax.viz._figure import as_image, check_positive_int, names_or_indices, panel_grid, save
 from cnnjax.viz.feature_maps import as_variables
 
@@ -18,7 +19,10 @@ __all__ = ["predict", "plot_predictions"]
 
 def predict(model, variables, images, *, batch_size: int = 1000) -> np.ndarray:
     """Predicted class ids ``argmax(logits)``, shape ``(N,)`` int32, for ``images`` ``(N, H, W, C)`` (uint8 or
-    float in [0, 1]), in inference mode, ``batch_size`` images per jitted call."""
+    float in [0, 1]), in inference mode, ``batch_size`` images per jitted call. An NNX ``model`` runs through
+    :func:`cnnjax.nnx.as_linen`, with its own variables where ``variables`` is None."""
+    if is_nnx(model):
+        model, variables = as_linen(model), model if variables is None else variables
     batch_size = check_positive_int(batch_size, "batch_size", "predict")
     images = np.asarray(images)
     if images.ndim != 4:
