@@ -43,6 +43,7 @@ import jaxlib
 import numpy as np
 import optax
 
+from cnnjax.nnx.adapter import as_linen, is_nnx, update as nnx_update
 from cnnjax.params import check_model
 
 from .cpu_speed import compile_options as _compile_options
@@ -220,6 +221,7 @@ def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_sm
     (:mod:`cnnjax.train.tta`)."""
     if tta not in TTA_MODES:
         raise ValueError(f"evaluate: tta={tta!r}; valid: None or {', '.join(repr(m) for m in TTA_MODES[1:])}.")
+    model = as_linen(model) if is_nnx(model) else model
     check_model("evaluate", model)
     _check_state("evaluate", state)
     images, labels = as_arrays(data, fn="evaluate")
@@ -282,6 +284,9 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         steps_per_epoch: int | None = None):
     """Train `model` (a flax.linen Module returning logits) on `data`; return (state, history).
 
+    An NNX model (`cnnjax.nnx` or any ``flax.nnx.Module``) trains through its linen view from its current
+    weights (`cnnjax.nnx.as_linen`), and the trained weights are written back into it (not for ensembles).
+
     data / validation_data: (images [N,H,W,C] uint8 or float in [0,1], labels int [N]), a dict with keys "images"
     and "labels", or a Split; float images above 1 (0..255 left unscaled) are a ValueError.
     data may also be a stream of batches (`stream.py`): an iterable of (images, labels) batches such as
@@ -332,6 +337,8 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
     "shard" in one process, when the arrays fit `device_data_budget()`. The rows are those of the host path
     (`epoch_order`), so both see the same batches for a seed.
     """
+    nnx_model = model if is_nnx(model) else None      # an NNX model trains through its linen view
+    model = as_linen(model) if nnx_model is not None else model
     check_model("fit", model)
     augment_fn, augment_name = _augmentation("fit", augment)
     if ends_in_softmax(model):
@@ -684,7 +691,10 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         if any(getattr(c, "restore_best_weights", False) and c.best_epoch is not None for c in callbacks) and \
                 best is not None:
             placed = best
-        return strategy.canonical(placed), history
+        final = strategy.canonical(placed)
+        if nnx_model is not None and not is_ensemble:
+            nnx_update(nnx_model, final)                # the trained weights, written back into the NNX model
+        return final, history
     finally:
         if feed is not None:
             feed.close()
@@ -802,6 +812,7 @@ def _initial(fn: str, initial, fresh: TrainState, resume: bool, is_ensemble: boo
 def predict(model, state, images, *, batch_size: int = 1000, probabilities: bool = True, dtype=None):
     """Class probabilities (softmax of the logits) or, with ``probabilities=False``, the float32 logits of `model`
     with `state`'s variables on `images` (uint8, or float in [0, 1]), in inference mode, as a NumPy ``[N, C]``."""
+    model = as_linen(model) if is_nnx(model) else model
     check_model("predict", model)
     _check_state("predict", state)
     images = np.asarray(images)
