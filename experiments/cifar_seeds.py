@@ -40,8 +40,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ANCHORS = {"airbench94": (25, 90.66, 0.16), "airbench94-pypi": (8, 90.55, 0.17)}
 # Fields added to SpeedrunConfig after some results were written, with the value that does what those runs did
 # (loss_scale 0 = automatic: 1 for float32/bfloat16; the runs without the field were all bfloat16; whiten_sample:
-# the runs before it whitened with the first whiten_images training images).
-ADDED_FIELDS = {"loss_scale": 0.0, "whiten_sample": "first"}
+# the runs before it whitened with the first whiten_images training images; trainer: the runs before 2026-12-08
+# ran the old trainer, cnnjax.train.speedrun.train_speedrun, the later ones the recipe through fit, "fit").
+ADDED_FIELDS = {"loss_scale": 0.0, "whiten_sample": "first", "trainer": "train_speedrun"}
 UNKNOWN = "?"
 
 

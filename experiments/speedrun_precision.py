@@ -1,14 +1,18 @@
 """How far each low precision's gradients are from float32's, for the CIFAR-10 speedrun network at init, on real
-images: the evidence behind the trainer's float16 loss scale (issue 7).
+images: the evidence behind fit's float16 loss scale for the speedrun recipe (issue 7).
 
     python experiments/speedrun_precision.py --cache /tmp/runs/cifar.npz --images 256 --out /tmp/precision.json
 
-One batch (the first ``--images`` training images, normalised as the trainer does; the whitening kernel and the
-statistics come from the first 5000, as in a run before ``whiten_sample="spread"``; on the class-sorted JPEG copy
-both are birds only, kept so that the committed results stay reproducible), the recipe's loss at init (default widths, identity init),
-its gradients computed four ways from the same float32 parameters: float32, bfloat16, float16 without a loss
-scale and float16 with the trainer's default scale (the batch size). For each parameter, the relative error
-``||g - g32|| / ||g32||``. No training; deterministic (the figures do not depend on the machine's load).
+One batch (the first ``--images`` training images, fed as ``fit`` feeds them, ``uint8 / 255`` in the compute
+dtype, normalised by the recipe's model; the whitening kernel and the statistics come from the first 5000, as in
+a run before ``whiten_sample="spread"``; on the class-sorted JPEG copy all of one class), the recipe's loss at
+init (``cifar10_speedrun``'s model and its ``initial_state(0)``: default widths, identity init, label smoothing
+0.2), its gradients computed four ways from the same float32 parameters: float32, bfloat16, float16 without a
+loss scale and float16 with ``fit``'s default scale (the batch size rounded down to a power of two,
+``cnnjax.train.steps.loss_scale_for``). The initial weights come from ``fit``'s key for seed 0 since the speedrun
+became a recipe (2026-12-08); figures committed before were made with the old trainer's initial weights. For
+each parameter, the relative error ``||g - g32|| / ||g32||``. No training; deterministic (the figures do not
+depend on the machine's load).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from cifar_speedrun import DEFAULT_DATA, load_cifar10, machine  # noqa: E402
 
 VARIANTS = (("bfloat16", dict(dtype="bfloat16")),
             ("float16_unscaled", dict(dtype="float16", loss_scale=1.0)),
-            ("float16", dict(dtype="float16")))         # the trainer's default loss scale
+            ("float16", dict(dtype="float16")))         # fit's default loss scale
 
 
 def parse_args(argv=None):
@@ -44,21 +48,31 @@ def gradients(x_stats, x, y, widths=None):
     import jax
     import jax.numpy as jnp
 
-    from cnnjax.train.speedrun import SpeedrunConfig, _normalise, _Recipe, loss_scale_of
+    from cnnjax.train.recipes import cifar10_speedrun
+    from cnnjax.train.steps import cross_entropy, loss_scale_for, prepare_images, scaled_value_and_grad
 
-    base = dict(batch_size=len(x)) if widths is None else dict(batch_size=len(x), widths=widths)
-    first = _Recipe(SpeedrunConfig(**base), len(x))
-    state = jax.jit(first.init)(jax.random.key(0), jnp.zeros((1, *x.shape[1:]), jnp.float32))
-    state, mean, std = jax.jit(first.prepare)(state, jnp.asarray(x_stats))
+    base = dict(batch_size=len(x), whiten_images=len(x_stats), whiten_sample="first")
+    if widths is not None:
+        base["widths"] = widths
+    recipe = cifar10_speedrun(x_stats, **base)
+    state = recipe.initial_state(0)
+    labels = jnp.asarray(y)
     out, scales = {}, {}
     for name, overrides in (("float32", {}),) + VARIANTS:
-        config = SpeedrunConfig(**base, **overrides)
-        recipe = _Recipe(config, len(x))
-        batch = _normalise(jnp.asarray(x), mean, std, recipe.dtype)
-        _, grads = jax.jit(recipe.grad)(state.params, state.batch_stats, batch, jnp.asarray(y))
+        dtype = overrides.get("dtype")
+        model = recipe.model if dtype is None else recipe.model.clone(dtype=jnp.dtype(dtype))
+        batch = prepare_images(jnp.asarray(x), None if dtype is None else jnp.dtype(dtype))
+        scale = overrides.get("loss_scale", loss_scale_for(None if dtype is None else jnp.dtype(dtype), len(x)))
+
+        def loss(params, model=model, batch=batch):
+            logits, _ = model.apply({"params": params, "batch_stats": state.batch_stats}, batch, train=True,
+                                    mutable=["batch_stats"])
+            return cross_entropy(logits, labels, recipe.label_smoothing).mean(), None
+
+        _, grads = jax.jit(scaled_value_and_grad(loss, scale))(state.params)
         out[name] = {f"{layer}/{leaf}": np.asarray(g, np.float64) for layer, leaves in grads.items()
                      for leaf, g in leaves.items() if (layer, leaf) != ("whiten", "kernel")}   # frozen
-        scales[name] = loss_scale_of(config)
+        scales[name] = float(scale)
     return out, scales
 
 

@@ -1,10 +1,11 @@
 """Which training images the CIFAR-10 speedrun should whiten with: the JPEG copy is sorted by class.
 
-The trainer computes its normalisation statistics and its whitening layer (the 2x2-patch covariance's
-eigenvectors, scaled by ``1 / sqrt(eigenvalue + eps)``) from ``whiten_images`` = 5000 training images.
+The recipe (``cnnjax.train.recipes.cifar10_speedrun``) computes its normalisation statistics and its whitening
+layer (the 2x2-patch covariance's eigenvectors, scaled by ``1 / sqrt(eigenvalue + eps)``) from ``whiten_images`` =
+5000 training images.
 airbench94 takes the first 5000, a random sample of the original CIFAR-10 files, which are shuffled; the JPEG
 copy in ../shared/data is sorted by class, so there the first 5000 are all birds. For each way of choosing the
-5000 (``first``; ``spread``, every 10th, the trainer's default; ``random``, a seeded permutation), this prints the
+5000 (``first``; ``spread``, every 10th, the recipe's default; ``random``, a seeded permutation), this prints the
 sample's classes and statistics, and how well its whitening whitens the **test set's** patches: the covariance
 of the whitened test patches should be ``diag(lambda / (lambda + eps))``, near the identity for the large
 eigenvalues, with no off-diagonal terms. Deterministic; statistics in float64.
@@ -28,7 +29,7 @@ import _common  # noqa: E402
 
 def samples(n: int, count: int, seed: int = 0) -> dict:
     """``{name: row indices}`` of the three ways of choosing ``count`` of ``n`` images."""
-    from cnnjax.train.speedrun import whitening_sample
+    from cnnjax.train.recipes import whitening_sample
 
     rows = np.arange(n)
     return {"first": np.asarray(whitening_sample(rows, count, "first")),

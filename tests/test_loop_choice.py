@@ -1,4 +1,4 @@
-"""fit's loop forms: loop="auto" takes a fixed rule (the same bits on every run), loop="measure" and the speedrun's
+"""fit's loop forms: loop="auto" takes a fixed rule (the same bits on every run), loop="measure" and
 measure_step_and_scan time the forms, the probe leaves the state alone, the choice survives a resume, and chunked
 scans compute exactly what per-step training computes."""
 import time

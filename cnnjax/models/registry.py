@@ -110,6 +110,6 @@ register("vgg11", vgg.vgg11, input_shape=(32, 32, 3), dataset="cifar10", params=
 register("vgg16", vgg.vgg16, input_shape=(32, 32, 3), dataset="cifar10", params=14_724_042,
          source="Simonyan & Zisserman 2014 (configuration D) with BatchNorm, for CIFAR")
 register("speedrun", speedrun.speedrun, input_shape=(32, 32, 3), dataset="cifar10", params=1_971_640,
-         source="Jordan 2024, airbench94 (cnnjax.train.speedrun trains it)")
+         source="Jordan 2024, airbench94 (cnnjax.train.recipes.cifar10_speedrun trains it)")
 register("speedrun_mnist", speedrun.speedrun_mnist, input_shape=(28, 28, 1), dataset="mnist", params=141_544,
-         source="the airbench94 network at widths (32, 64, 64) for MNIST (cnnjax.train.speedrun.MNIST)")
+         source="the airbench94 network at widths (32, 64, 64) for MNIST (cnnjax.train.recipes.mnist_speedrun)")

@@ -11,7 +11,10 @@ Layers, for a ``(batch, 32, 32, 3)`` input normalised per channel (shapes for th
     global max pool over space -> Dense(10, no bias) -> logits * scale (1/9)         -> 10
 
 Other inputs work too: ``c`` channels get ``8c`` whitening filters (:func:`whiten_width`), and any size
-``h, w >= 17`` (MNIST's 28x28x1: 27x27x8 -> 13x13 -> 6x6 -> 3x3; ``cnnjax.train.speedrun.MNIST`` is its recipe).
+``h, w >= 17`` (MNIST's 28x28x1: 27x27x8 -> 13x13 -> 6x6 -> 3x3; ``cnnjax.train.recipes.mnist_speedrun`` is its
+recipe). With ``input_mean`` and ``input_std`` set (per channel, on the ``[0, 1]`` scale), the network first
+normalises its input, ``(x - input_mean) / input_std`` in float32, so that it takes images as ``fit`` feeds them
+(``uint8 / 255``); without them (the default) the input is used as given.
 
 Each idea, and why:
 
@@ -39,7 +42,7 @@ with input ``c`` and width ``w``: ``9*c*w + 9*w*w + 2*w`` (two conv kernels, two
 1,971,352 trainable parameters at the default widths (plus the 288 frozen ones, also in the ``"params"``
  collection, and ``4 * sum(widths)`` batch
 statistics). ``dtype`` sets the computation dtype (``jnp.bfloat16`` on a GPU); parameters stay float32 and the
-logits are returned in float32. The recipe that trains it is :mod:`cnnjax.train.speedrun`.
+logits are returned in float32. The recipes that train it are in :mod:`cnnjax.train.recipes`.
 """
 from __future__ import annotations
 
@@ -147,6 +150,25 @@ def _check_widths(widths, where: str) -> tuple:
     return tuple(int(w) for w in widths)
 
 
+def _normalised(x, mean, std):
+    """``(x - mean) / std`` per channel (the last axis) in float32; ``x`` itself where both are None."""
+    if mean is None and std is None:
+        return x
+    channels = x.shape[-1]
+    values = []
+    for name, v in (("input_mean", mean), ("input_std", std)):
+        arr = np.asarray(v, np.float64) if v is not None else None
+        if arr is None or arr.shape != (channels,) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"SpeedrunNet: {name}={v!r} must be {channels} finite floats, one per input channel "
+                             f"(give input_mean and input_std together, or neither).")
+        values.append(arr)
+    if not np.all(values[1] > 0):
+        raise ValueError(f"SpeedrunNet: input_std={std!r} must be > 0 in every channel.")
+    shape = (1,) * (x.ndim - 1) + (channels,)
+    return (jnp.asarray(x, jnp.float32) - values[0].astype(np.float32).reshape(shape)) / \
+        values[1].astype(np.float32).reshape(shape)
+
+
 class SpeedrunNet(nn.Module):
     """The airbench-style CIFAR network described in the module docstring.
 
@@ -157,7 +179,9 @@ class SpeedrunNet(nn.Module):
       bn_momentum, bn_epsilon: BatchNormalization's (Keras convention).
       identity_init: start the 3x3 convs as identity maps (:func:`identity_conv_init`, the default, as in the
         paper); ``False``: all filters :func:`uniform_conv_init` (the MNIST recipe's choice, see
-        ``cnnjax.train.speedrun.MNIST``).
+        ``cnnjax.train.recipes.mnist_speedrun``).
+      input_mean, input_std: per-channel floats (one per input channel, std > 0): the input is normalised as
+        ``(x - input_mean) / input_std`` (in float32) before the first layer; None (both): no normalisation.
       dtype: computation dtype (``None``: float32; ``jnp.bfloat16`` for GPUs); parameters in ``param_dtype``.
 
     ``apply(variables, x, train)`` with ``x (batch, h, w, c)`` float (any ``c``; the whitening conv has
@@ -172,6 +196,8 @@ class SpeedrunNet(nn.Module):
     bn_momentum: float = 0.6
     bn_epsilon: float = 1e-12
     identity_init: bool = True
+    input_mean: Sequence[float] | None = None
+    input_std: Sequence[float] | None = None
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
@@ -182,6 +208,7 @@ class SpeedrunNet(nn.Module):
             raise ValueError(
                 f"SpeedrunNet: input of shape {tuple(jnp.shape(x))}; it needs (batch, h, w, channels) with "
                 f"h, w >= 17.")
+        x = _normalised(x, self.input_mean, self.input_std)
         dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         conv = functools.partial(Conv2D, kernel_size=3, padding="same", use_bias=False,
                                  kernel_init=identity_conv_init if self.identity_init else uniform_conv_init,
@@ -204,7 +231,7 @@ class SpeedrunNet(nn.Module):
 
 speedrun = functools.partial(SpeedrunNet, widths=(64, 256, 256))
 
-MNIST_WIDTHS = (32, 64, 64)      # the MNIST recipe's (cnnjax.train.speedrun.MNIST)
+MNIST_WIDTHS = (32, 64, 64)      # the MNIST recipe's (cnnjax.train.recipes.mnist_speedrun)
 # The same network for 28x28x1 digits: 8 whitening filters, 27x27 -> 13x13 -> 6x6 -> 3x3, uniform init (see
 # identity_init).
 speedrun_mnist = functools.partial(SpeedrunNet, widths=MNIST_WIDTHS, identity_init=False)

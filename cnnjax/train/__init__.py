@@ -3,7 +3,7 @@
 XLA:CPU speed work (faster conv/pool forms inside the step, compile options, malloc settings, the loop form) lives
 in :mod:`cnnjax.train.cpu_speed`.
 """
-from . import averaging, cpu_speed
+from . import averaging, cpu_speed, recipes, tta
 from .callbacks import EarlyStopping
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
@@ -11,7 +11,7 @@ from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step
 from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit, predict
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
-from .speedrun import SpeedrunConfig, train_speedrun
+from .recipes import Recipe, cifar10_speedrun, mnist_speedrun, run_recipe
 from .state import TrainState, create_state, param_signature
 from .steps import cross_entropy, make_eval_step, make_train_chunk, make_train_step, prepare_images
 
@@ -20,6 +20,6 @@ __all__ = [
     "vmap_eval_step", "vmap_train_step", "with_update_scale", "LOOPS", "NonFiniteLossError", "epoch_order",
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
     "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
-    "make_train_chunk", "make_train_step", "prepare_images", "SpeedrunConfig", "train_speedrun", "cpu_speed",
-    "EarlyStopping", "predict", "averaging",
+    "make_train_chunk", "make_train_step", "prepare_images", "Recipe", "cifar10_speedrun", "mnist_speedrun",
+    "run_recipe", "cpu_speed", "EarlyStopping", "predict", "averaging", "recipes", "tta",
 ]

@@ -7,7 +7,11 @@ Both wrap the inner optimizer's updates; ``params`` must be passed to ``update``
   without it. :func:`averaged_params` reads the average out of an optimizer state.
 - :func:`lookahead`: Zhang et al. 2019. The inner optimizer moves "fast" weights; every ``every`` steps the
   "slow" weights move ``slow += alpha * (fast - slow)`` and the fast weights are reset to them. Between those
-  steps the parameters are the fast weights.
+  steps the parameters are the fast weights. ``alpha`` may also be a schedule, ``alpha(t)`` of the number ``t``
+  of updates so far (this one included, ``t = every, 2 * every, ...`` where it is used): e.g. the speedrun's
+  ``alpha(t) = 1 - d * (t / T) ** 3`` (:func:`cubic_lookahead_alpha`), which copies the fast weights early on and
+  averages only towards the end of training. :func:`lookahead_state` finds its state (the slow weights) in an
+  optimizer state.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["ema", "lookahead", "averaged_params", "EmaState", "LookaheadState"]
+__all__ = ["ema", "lookahead", "averaged_params", "EmaState", "LookaheadState", "cubic_lookahead_alpha",
+           "lookahead_state"]
 
 
 class EmaState(NamedTuple):
@@ -59,12 +64,15 @@ def ema(inner: optax.GradientTransformation, decay: float) -> optax.GradientTran
     return optax.GradientTransformation(init, update)
 
 
-def lookahead(inner: optax.GradientTransformation, every: int, alpha: float) -> optax.GradientTransformation:
+def lookahead(inner: optax.GradientTransformation, every: int, alpha) -> optax.GradientTransformation:
     """`inner` as the fast optimizer of Lookahead (module docstring): every `every` steps the slow weights move
-    by `alpha` towards the fast ones and the parameters become the slow weights."""
+    by `alpha` (a number in (0, 1], or a function of the update count returning one) towards the fast ones and
+    the parameters become the slow weights."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"lookahead: every must be an int >= 1, got {every!r}.")
-    alpha = _check_fraction("lookahead", "alpha", alpha, closed_top=True)
+    schedule = alpha if callable(alpha) else None
+    if schedule is None:
+        alpha = _check_fraction("lookahead", "alpha", alpha, closed_top=True)
 
     def init(params):
         slow = jax.tree.map(lambda p: jnp.array(p, copy=True), params)    # not the parameters' buffers
@@ -77,12 +85,44 @@ def lookahead(inner: optax.GradientTransformation, every: int, alpha: float) -> 
         fast = optax.apply_updates(params, updates)
         count = state.count + 1
         sync = count % every == 0
-        slow = jax.tree.map(lambda s, f: jnp.where(sync, s + alpha * (f - s), s).astype(s.dtype), state.slow, fast)
+        a = alpha if schedule is None else jnp.asarray(schedule(count), jnp.float32)
+        slow = jax.tree.map(lambda s, f: jnp.where(sync, s + a * (f - s), s).astype(s.dtype), state.slow, fast)
         target = jax.tree.map(lambda s, f: jnp.where(sync, s, f), slow, fast)
         updates = jax.tree.map(lambda t, p: (t - p).astype(p.dtype), target, params)
         return updates, LookaheadState(inner_state, slow, count)
 
     return optax.GradientTransformation(init, update)
+
+
+def cubic_lookahead_alpha(total_steps: int, decay: float = 0.95 ** 5):
+    """The speedrun's lookahead schedule: ``alpha(t) = 1 - decay * (t / total_steps) ** 3``, so that the slow
+    weights become ``d * slow + (1 - d) * fast`` with ``d = decay * (t / T) ** 3`` growing from 0 (a copy of the
+    fast weights) to ``decay`` at the last step (an average of the last few hundred steps)."""
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"cubic_lookahead_alpha: total_steps must be an int >= 1, got {total_steps!r}.")
+    decay = _check_fraction("cubic_lookahead_alpha", "decay", decay, closed_top=False)
+
+    def alpha(count):
+        return 1.0 - decay * (jnp.asarray(count, jnp.float32) / total_steps) ** 3
+
+    return alpha
+
+
+def lookahead_state(opt_state):
+    """The :class:`LookaheadState` of a :func:`lookahead` at the top of `opt_state` or anywhere inside it, or
+    None."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, LookaheadState):
+            found.append(node)
+            return
+        if isinstance(node, (tuple, list)):
+            for child in node:
+                visit(child)
+
+    visit(opt_state)
+    return found[0] if found else None
 
 
 def averaged_params(opt_state):

@@ -22,10 +22,10 @@ from jax import lax
 
 from .cpu_speed.swap import with_cpu_forms
 from .state import TrainState
+from .tta import TTA_MODES, tta_logits
 
 
 AUGMENT_STREAM = 0x61756720   # folded into a step's dropout key for its augmentation key ("aug ")
-TTA_MODES = (None, "flip")
 
 
 def prepare_images(images: jax.Array, dtype=None) -> jax.Array:
@@ -162,19 +162,18 @@ def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name
 
     Sums are weighted by `weights` (1 for real rows, 0 for padding), so a padded last batch counts exactly;
     summed over `axis_name` when given. Runs the model with ``train=False`` (no dropout, running BN stats);
-    `cpu_forms` as in :func:`make_train_step`. ``tta="flip"`` (test-time augmentation): the logits are the mean of
-    the model's logits on each image and on its mirror image (width axis reversed).
+    `cpu_forms` as in :func:`make_train_step`. `tta` (test-time augmentation, :mod:`cnnjax.train.tta`): ``"flip"``
+    averages the model's logits on each image and on its mirror image (width axis reversed);
+    ``"flip_translate"`` and ``"translate"`` add one-pixel translations (:func:`cnnjax.train.tta.tta_logits`).
     """
     if tta not in TTA_MODES:
-        raise ValueError(f"make_eval_step: tta={tta!r}; valid: {', '.join(repr(m) for m in TTA_MODES)}.")
+        raise ValueError(f"make_eval_step: tta={tta!r}; valid: None or {', '.join(repr(m) for m in TTA_MODES[1:])}.")
     apply = partial(model.apply, train=False)
     if cpu_forms:
         apply = with_cpu_forms(apply)
 
     def logits_of(variables, x):
-        if tta == "flip":
-            return (apply(variables, x) + apply(variables, jnp.flip(x, axis=2))) / 2
-        return apply(variables, x)
+        return tta_logits(partial(apply, variables), x, tta)
 
     def eval_step(state: TrainState, images, labels, weights):
         logits = logits_of(_variables(state.params, state.batch_stats), prepare_images(images, dtype))

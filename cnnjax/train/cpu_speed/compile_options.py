@@ -19,8 +19,8 @@ either check fails, the option is not used. Nor is it where ``XLA_FLAGS`` alread
 user's choice wins) or where ``CNNJAX_XLA_CPU_OPTIONS=0``, read once, at the first CPU compilation. Every
 process of a multi-process run makes the same decision where, as usual, they share the jaxlib and environment.
 
-:func:`jit` is ``jax.jit`` with these options added for programs that run on the CPU; ``fit``, the speedrun
-trainer and the benchmarks use it. :func:`pmap` does the same for ``jax.pmap``, which takes no ``compiler_options``:
+:func:`jit` is ``jax.jit`` with these options added for programs that run on the CPU; ``fit`` and the
+benchmarks use it. :func:`pmap` does the same for ``jax.pmap``, which takes no ``compiler_options``:
 it compiles ahead of time, once per distinct set of argument shapes and dtypes. In your own loop::
 
     from cnnjax.train.cpu_speed import compile_options

@@ -23,9 +23,9 @@ Cost of the measurement: one compilation of each form (the step's, and the unrol
 are reused by the run) plus a few steps of each after its warm-up call (a form whose warm-up call already shows
 it 3x slower than per-step training is not run again), and, where the short scan loses narrowly, one more
 compilation (the run's, reused if the run then scans) and two calls of a scan at the run's length (each at most
-``LONG_SCAN_SECONDS`` at the fastest form's rate). :func:`measure_step_and_scan` (the speedrun trainer's) costs
-one per-step call, about ``PROBE_SECONDS`` of per-step calls (at least 2) and a scan of as many steps: its
-compilation and one run, or two where the first is within 1.5x of the per-step form.
+``LONG_SCAN_SECONDS`` at the fastest form's rate). :func:`measure_step_and_scan` (for trainers with their own
+step and scan) costs one per-step call, about ``PROBE_SECONDS`` of per-step calls (at least 2) and a scan of as
+many steps: its compilation and one run, or two where the first is within 1.5x of the per-step form.
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def _time_chunk(fn, strategy, placed, data, step_s) -> float:
 def measure_step_and_scan(run_steps: Callable[[int], Any], scan_of: Callable[[int], Callable[[], Any]], *,
                           images_per_step: int, most_steps: int, seconds: float = PROBE_SECONDS) -> dict:
     """Training images/s of the per-step form and of a scan, for a trainer with its own step and scan functions
-    (`cnnjax.train.speedrun`'s; :func:`measure_loops` is `fit`'s).
+    (:func:`measure_loops` is `fit`'s).
 
     run_steps(k): dispatches k per-step calls (already compiled) and returns what to block on.
     scan_of(k): compiles a scan of k steps and returns a zero-argument callable that runs it once.
