@@ -44,6 +44,7 @@ import numpy as np
 from jax import export as jax_export
 
 from cnnjax.params import check_model
+from cnnjax.version import __version__
 
 __all__ = ["export", "load_export", "export_saved_model", "ExportedModel", "ExportCorruptError", "PLATFORMS",
            "INPUT_DTYPES", "FORMAT"]
@@ -205,8 +206,7 @@ def _digest(data: bytes) -> str:
 def _versions() -> dict:
     import flax
 
-    import cnnjax
-    return {"cnnjax": cnnjax.__version__, "jax": jax.__version__, "flax": flax.__version__}
+    return {"cnnjax": __version__, "jax": jax.__version__, "flax": flax.__version__}
 
 
 def _dims(shape) -> list:

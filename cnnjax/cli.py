@@ -222,8 +222,8 @@ def version_line() -> str:
     import flax
     import jax
 
-    import cnnjax
-    return f"cnnjax {cnnjax.__version__} (jax {jax.__version__}, flax {flax.__version__})"
+    from cnnjax.version import __version__
+    return f"cnnjax {__version__} (jax {jax.__version__}, flax {flax.__version__})"
 
 
 class UsageError(ValueError):
@@ -536,7 +536,7 @@ def _export(args) -> int:
 
 def _summary(args) -> int:
     from cnnjax import models
-    from cnnjax.summary import summary
+    from cnnjax.model_summary import summary
     print(summary(models.get(args.model), models.input_shape(args.model), formulas=args.formulas, name=args.model))
     return 0
 

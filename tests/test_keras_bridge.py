@@ -16,7 +16,7 @@ keras = pytest.importorskip("keras")
 
 from cnnjax import keras_bridge  # noqa: E402
 from cnnjax.keras_bridge import from_keras, to_keras  # noqa: E402
-from cnnjax.summary import layer_table  # noqa: E402
+from cnnjax.model_summary import layer_table  # noqa: E402
 
 KL = keras.layers
 TOL = dict(rtol=1e-4, atol=1e-5)

@@ -15,7 +15,7 @@ from cnnjax import layers as L
 from cnnjax import models
 from cnnjax import nnx as cn
 from cnnjax.nnx import layers as NL
-from cnnjax.summary import layer_table
+from cnnjax.model_summary import layer_table
 from cnnjax.train import Checkpointer, create_state, fit
 from cnnjax.viz import conv_kernels, layer_outputs, plot_filters
 

@@ -10,7 +10,7 @@ import pytest
 import cnnjax
 from cnnjax import layers as L
 from cnnjax import models
-from cnnjax.summary import layer_table
+from cnnjax.model_summary import layer_table
 
 ROW = re.compile(r"^ (\S+) \((\w+)\)\s+\(None, ([\d, ]+)\)\s+([\d,]+)")
 

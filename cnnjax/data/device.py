@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.functional._checks import prng_key
+from cnnjax.functional.checks import prng_key
 
 
 def check_batch_size(batch_size, split_size: int, *, where: str) -> int:

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnnjax import _args
-from cnnjax.functional import _checks
+from cnnjax.functional import checks
 
 __all__ = ["random_flip", "random_translate", "random_crop", "cutout", "compose", "from_spec",
            "flip", "translate", "cutout_at", "MODES", "SPEC_FORMS"]
@@ -63,7 +63,7 @@ def _images(images, fn: str):
             images = jnp.asarray(images)
         except TypeError as err:
             raise TypeError(f"{fn}: images must be an array of shape (N, H, W, C), got "
-                            f"{_checks.describe(images)}.") from err
+                            f"{checks.describe(images)}.") from err
     images = jnp.asarray(images)
     if images.ndim != 4:
         raise ValueError(
@@ -77,14 +77,14 @@ def _images(images, fn: str):
 
 def _nonnegative_int(value, name: str, fn: str) -> int:
     if not _args._is_int(value):
-        raise TypeError(f"{fn}: {name} must be an int >= 0 (a Python or NumPy int), got {_checks.describe(value)}.")
+        raise TypeError(f"{fn}: {name} must be an int >= 0 (a Python or NumPy int), got {checks.describe(value)}.")
     if value < 0:
         raise ValueError(f"{fn}: {name}={value!r} must be an int >= 0.")
     return int(value)
 
 
 def _probability(value, name: str, fn: str) -> float:
-    number = _checks.host_number(value, name, fn)
+    number = checks.host_number(value, name, fn)
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
         raise ValueError(f"{fn}: {name}={value!r} must be a probability in [0, 1].")
     return number
@@ -168,7 +168,7 @@ def random_flip(key, images, *, p: float = 0.5):
     """Mirrors each image of the NHWC batch (reverses its width axis) with probability ``p``, independently per
     image (``Bernoulli(p)`` draws from ``key``). ``p`` is a static number in [0, 1]. Same shape and dtype."""
     fn = "random_flip"
-    key = _checks.prng_key(key, "key", fn)
+    key = checks.prng_key(key, "key", fn)
     images = _images(images, fn)
     p = _probability(p, "p", fn)
     mask = jax.random.bernoulli(key, p, (images.shape[0],))
@@ -176,7 +176,7 @@ def random_flip(key, images, *, p: float = 0.5):
 
 
 def _random_shift(key, images, pad, mode, fn):
-    key = _checks.prng_key(key, "key", fn)
+    key = checks.prng_key(key, "key", fn)
     images = _images(images, fn)
     pad = _nonnegative_int(pad, "pad", fn)
     mode = _mode(mode, fn)
@@ -206,7 +206,7 @@ def cutout(key, images, *, size: int):
     channels) around a center uniform over the image's pixels, clipped at the borders (fewer than ``size**2``
     pixels then). ``size`` is a static int >= 0 (0: the identity). Same shape and dtype."""
     fn = "cutout"
-    key = _checks.prng_key(key, "key", fn)
+    key = checks.prng_key(key, "key", fn)
     images = _images(images, fn)
     size = _nonnegative_int(size, "size", fn)
     if size == 0:
@@ -224,12 +224,12 @@ def compose(*augmentations):
     for j, aug in enumerate(augmentations):
         if not callable(aug):
             raise TypeError(f"{fn}: augmentation {j} must be a callable (key, images) -> images, got "
-                            f"{_checks.describe(aug)}; bind keyword arguments with functools.partial or use "
+                            f"{checks.describe(aug)}; bind keyword arguments with functools.partial or use "
                             f"from_spec('flip,translate:2').")
     augmentations = tuple(augmentations)
 
     def composed(key, images):
-        key = _checks.prng_key(key, "key", "compose")
+        key = checks.prng_key(key, "key", "compose")
         if not augmentations:
             return images
         keys = jax.random.split(key, len(augmentations))
@@ -264,7 +264,7 @@ def from_spec(spec: str):
     bad token and the valid forms."""
     if not isinstance(spec, str):
         raise TypeError(f"from_spec: spec must be a string such as 'flip,translate:2,cutout:8', got "
-                        f"{_checks.describe(spec)}.")
+                        f"{checks.describe(spec)}.")
     text = spec.strip()
     augmentations, normal = [], []
     if text.lower() not in ("", "none"):

@@ -12,16 +12,16 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnnjax import _args, shapes
-from cnnjax.functional import _checks
+from cnnjax.functional import checks
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose"]
 
 
 def _prepare(x, kernel, bias, fn):
-    x = _checks.floating(x, "x", fn)
-    kernel = _checks.floating(kernel, "kernel", fn)
+    x = checks.floating(x, "x", fn)
+    kernel = checks.floating(kernel, "kernel", fn)
     if bias is not None:
-        bias = _checks.floating(bias, "bias", fn)
+        bias = checks.floating(bias, "bias", fn)
     return x, kernel, bias
 
 
@@ -60,16 +60,16 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", dilation=1, groups
     [[12.0, 16.0], [24.0, 28.0]]
     """
     x, kernel, bias = _prepare(x, kernel, bias, _fn)
-    precision = _checks.precision(precision, _fn)
-    _checks.rank(kernel, (3, 4, 5), "kernel", _fn,
+    precision = checks.precision(precision, _fn)
+    checks.rank(kernel, (3, 4, 5), "kernel", _fn,
                  "a kernel is (*kernel_size, in_channels // groups, filters) with 1, 2 or 3 spatial axes")
     n = kernel.ndim - 2
     fmt = _args.data_format(data_format, n, _fn)
     lhs, rhs = _args.layout_names(fmt, n)
-    _checks.rank(x, n + 2, "x", _fn, f"a {kernel.shape[:-2]} kernel needs a rank-{n + 2} input ({lhs})")
+    checks.rank(x, n + 2, "x", _fn, f"a {kernel.shape[:-2]} kernel needs a rank-{n + 2} input ({lhs})")
     _, pairs, strides, dilation, fmt = shapes.conv_pairs(
         x.shape, kernel.shape, strides, padding, dilation, groups, fmt, fn=_fn)
-    dtype = _checks.common_dtype(x, kernel)
+    dtype = checks.common_dtype(x, kernel)
     # "same" on a jax.export symbolic size gives symbolic pads, which lax takes only as its own "SAME" (the rule
     # shapes.padding_amounts follows: the odd cell at the end)
     y = lax.conv_general_dilated(
@@ -115,12 +115,12 @@ def conv_transpose(x, kernel, bias=None, *, strides=1, padding="valid", dilation
     """
     fn = "conv_transpose"
     x, kernel, bias = _prepare(x, kernel, bias, fn)
-    precision = _checks.precision(precision, fn)
-    _checks.rank(kernel, (3, 4, 5), "kernel", fn, "a kernel is (*kernel_size, in_channels, filters)")
+    precision = checks.precision(precision, fn)
+    checks.rank(kernel, (3, 4, 5), "kernel", fn, "a kernel is (*kernel_size, in_channels, filters)")
     n = kernel.ndim - 2
     fmt = _args.data_format(data_format, n, fn)
     lhs, rhs = _args.layout_names(fmt, n)
-    _checks.rank(x, n + 2, "x", fn, f"a {kernel.shape[:-2]} kernel needs a rank-{n + 2} input ({lhs})")
+    checks.rank(x, n + 2, "x", fn, f"a {kernel.shape[:-2]} kernel needs a rank-{n + 2} input ({lhs})")
     out_shape, strides, dilation, pad, fmt = shapes.conv_transpose_geometry(
         x.shape, kernel.shape, strides, padding, dilation, fmt, fn=fn)
     spatial_in = [x.shape[a] for a in _args.spatial_axes(fmt, x.ndim)]
@@ -136,7 +136,7 @@ def conv_transpose(x, kernel, bias=None, *, strides=1, padding="valid", dilation
             lo, hi = pad[axis]
         extra = spatial_out[axis] - ((spatial_in[axis] - 1) * strides[axis] + k_eff - lo - hi)
         pads.append((k_eff - 1 - lo, k_eff - 1 - hi + extra))
-    dtype = _checks.common_dtype(x, kernel)
+    dtype = checks.common_dtype(x, kernel)
     flipped = jnp.flip(kernel, axis=tuple(range(n))).astype(dtype)
     y = lax.conv_general_dilated(
         x.astype(dtype), flipped, window_strides=(1,) * n, padding=pads, lhs_dilation=strides,

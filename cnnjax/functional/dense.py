@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from cnnjax import shapes
-from cnnjax.functional import _checks, random_mask
+from cnnjax.functional import checks, random_mask
 
 __all__ = ["dense", "flatten", "dropout"]
 
@@ -15,21 +15,21 @@ def dense(x, kernel, bias=None):
     ``kernel`` is ``(in_features, units)``, ``bias`` ``(units,)``; parameters ``in_features * units + units``.
     """
     fn = "dense"
-    x = _checks.floating(x, "x", fn)
-    kernel = _checks.floating(kernel, "kernel", fn)
-    _checks.rank(kernel, 2, "kernel", fn, "a dense kernel is (in_features, units)")
+    x = checks.floating(x, "x", fn)
+    kernel = checks.floating(kernel, "kernel", fn)
+    checks.rank(kernel, 2, "kernel", fn, "a dense kernel is (in_features, units)")
     if x.ndim < 1 or x.shape[-1] != kernel.shape[0]:
         raise ValueError(
             f"{fn}: x of shape {tuple(x.shape)} has {x.shape[-1] if x.ndim else 0} features on its last axis, but "
             f"kernel of shape {tuple(kernel.shape)} expects {kernel.shape[0]}; flatten the input first or fix the "
             f"kernel.")
-    dtype = _checks.common_dtype(x, kernel)
+    dtype = checks.common_dtype(x, kernel)
     # float16/bfloat16 products summed in float32 (returned in the inputs' dtype); float32/float64 unchanged
-    acc = _checks.accumulator(dtype)
+    acc = checks.accumulator(dtype)
     y = jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=acc).astype(dtype)
     if bias is None:
         return y
-    bias = _checks.floating(bias, "bias", fn)
+    bias = checks.floating(bias, "bias", fn)
     if bias.shape != (kernel.shape[1],):
         raise ValueError(f"{fn}: bias of shape {tuple(bias.shape)} must have shape ({kernel.shape[1]},).")
     return y + bias.astype(dtype).reshape((1,) * (y.ndim - 1) + bias.shape)
@@ -56,14 +56,14 @@ def dropout(x, rate: float, *, rng=None, deterministic: bool = False):
     (:func:`cnnjax.functional.random_mask.keep_mask`), about 25x cheaper on CPU.
     """
     fn = "dropout"
-    value = _checks.host_number(rate, "rate", fn)   # it picks the mask's threshold in Python, before tracing
+    value = checks.host_number(rate, "rate", fn)   # it picks the mask's threshold in Python, before tracing
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{fn}: rate={rate!r} must be a number in [0, 1) (the fraction of units dropped).")
     rate = value
     deterministic = shapes.check_flag(deterministic, "deterministic", fn)
-    x = _checks.floating(x, "x", fn)
+    x = checks.floating(x, "x", fn)
     if rng is not None:
-        _checks.prng_key(rng, "rng", fn)
+        checks.prng_key(rng, "rng", fn)
     if deterministic or rate == 0.0:
         return x
     if rng is None:

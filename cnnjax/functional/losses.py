@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.functional import _checks
+from cnnjax.functional import checks
 
 __all__ = ["softmax_cross_entropy", "accuracy"]
 
@@ -40,7 +40,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
     traced (under ``jit``, ``vmap`` or ``grad``); its range is then not checked.
     """
     fn = "softmax_cross_entropy"
-    logits = _checks.floating(logits, "logits", fn)
+    logits = checks.floating(logits, "logits", fn)
     labels = _check_labels(logits, labels, fn)
     if isinstance(label_smoothing, jax.Array) and not isinstance(label_smoothing, jax.core.Tracer):
         if label_smoothing.ndim:
@@ -48,7 +48,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
                              f"{tuple(label_smoothing.shape)}.")
         smoothing = float(label_smoothing)          # a concrete jax scalar: checked like a Python number
     else:
-        smoothing = _checks.static_number(label_smoothing, "label_smoothing", fn)   # None for a traced value
+        smoothing = checks.static_number(label_smoothing, "label_smoothing", fn)   # None for a traced value
     if smoothing is not None and not 0.0 <= smoothing < 1.0:
         raise ValueError(f"{fn}: label_smoothing={label_smoothing!r} must be in [0, 1).")
     logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from cnnjax import _args
-from cnnjax.functional import _checks
+from cnnjax.functional import checks
 
 __all__ = ["batch_moments", "batch_norm"]
 
@@ -17,9 +17,9 @@ def batch_moments(x, axes):
     when an axis reduced over has size 0 (an empty batch has no statistics).
     """
     fn = "batch_moments"
-    x = _checks.floating(x, "x", fn)
+    x = checks.floating(x, "x", fn)
     if axes is not None:
-        axes = _checks.axes(axes, x.ndim, "axes", fn)
+        axes = checks.axes(axes, x.ndim, "axes", fn)
     reduced = range(x.ndim) if axes is None else (axes,) if isinstance(axes, int) else axes
     if any(_args.surely(lambda a=a: x.shape[a] == 0) for a in reduced):
         raise ValueError(
@@ -44,9 +44,9 @@ def batch_norm(x, mean, var, scale=None, bias=None, *, epsilon: float = 1e-3, ax
     is used as it is: its value is not read).
     """
     fn = "batch_norm"
-    x = _checks.floating(x, "x", fn)
-    axis = _checks.axes(axis, x.ndim, "axis", fn)
-    _checks.epsilon(epsilon, fn)
+    x = checks.floating(x, "x", fn)
+    axis = checks.axes(axis, x.ndim, "axis", fn)
+    checks.epsilon(epsilon, fn)
     shape = [1] * x.ndim
     shape[axis] = x.shape[axis]
     for name, value in (("mean", mean), ("var", var), ("scale", scale), ("bias", bias)):

@@ -12,7 +12,7 @@ import numpy as np
 from jax import lax
 
 from cnnjax import _args, shapes
-from cnnjax.functional import _checks
+from cnnjax.functional import checks
 
 __all__ = ["max_pool", "avg_pool", "min_pool", "global_avg_pool", "global_max_pool", "channel_max_pool"]
 
@@ -81,8 +81,8 @@ def avg_pool(x, pool_size=2, strides=None, padding="valid", data_format="channel
     fn = "avg_pool"
     count_include_pad = shapes.check_flag(count_include_pad, "count_include_pad", fn)
     x, dims, steps, pads, pairs, extra, fmt = _window(x, pool_size, strides, padding, data_format, ceil_mode, fn)
-    x = _checks.floating(x, "x", fn)
-    acc = _checks.accumulator(x.dtype)    # float16/bfloat16 windows summed in float32: 4 x 60000 fits
+    x = checks.floating(x, "x", fn)
+    acc = checks.accumulator(x.dtype)    # float16/bfloat16 windows summed in float32: 4 x 60000 fits
     sums = lax.reduce_window(x.astype(acc), np.array(0, acc), lax.add, dims, steps, pads)
     symbolic = pads == "SAME"             # symbolic "same" pads (see _window): no extra cells
     if (count_include_pad and symbolic) or (not symbolic and all(p == (0, 0) for p in pads)):
@@ -118,9 +118,9 @@ def global_avg_pool(x, data_format="channels_last", keepdims=False):
     """Mean over all spatial axes: ``(N, *spatial, C) -> (N, C)`` (one value per channel; depth kept).
 
     float16/bfloat16 inputs are summed in float32 and the mean returned in the input's dtype."""
-    x = _checks.floating(x, "x", "global_avg_pool")
+    x = checks.floating(x, "x", "global_avg_pool")
     mean = lambda a, axis, keepdims: jnp.mean(a, axis=axis, keepdims=keepdims,  # noqa: E731
-                                              dtype=_checks.accumulator(a.dtype)).astype(a.dtype)
+                                              dtype=checks.accumulator(a.dtype)).astype(a.dtype)
     return _global(x, data_format, keepdims, "global_avg_pool", mean)
 
 

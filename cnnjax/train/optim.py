@@ -19,7 +19,7 @@ import math
 import numpy as np
 import optax
 
-from cnnjax.functional._checks import host_number
+from cnnjax.functional.checks import host_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnnjax.functional._checks import prng_key
+from cnnjax.functional.checks import prng_key
 from cnnjax.params import check_model
 
 

@@ -82,7 +82,7 @@ def layer_outputs(model, variables, images) -> Dict[str, jnp.ndarray]:
 
 
 def _keras_names(model, input_shape) -> Dict[str, str]:
-    from cnnjax.summary import layer_table
+    from cnnjax.model_summary import layer_table
 
     return {row["name"]: row["path"] for row in layer_table(model, input_shape)["rows"]}
 

@@ -1,4 +1,5 @@
-"""Array checks shared by the functional ops (raise, never assert: user input must get a message).
+"""Array checks shared by the functional ops and by the packages above them (``prng_key`` and ``host_number``
+in ``cnnjax.data`` and ``cnnjax.train``); they raise, never assert: user input must get a message.
 
 Every check reads static values only (shapes, dtypes, Python and NumPy arguments), never an array's values, so
 the ops stay usable under ``jit``/``vmap``.
