@@ -31,6 +31,17 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_int(value, name: str, fn: str, *, minimum: int = 1) -> int:
+    """``value`` as a Python int where it is an int (Python or NumPy, not a bool) ``>= minimum``; the one check of
+    an int argument's range. TypeError for anything else than an int, ValueError for a smaller one, both saying
+    ``"{fn}: {name} must be an int >= {minimum}, got {value!r}."``"""
+    if not _is_int(value):
+        raise TypeError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def is_symbolic(value) -> bool:
     """Whether ``value`` is a ``jax.export`` symbolic dimension size (e.g. ``b`` or ``2*b + 1``)."""
     if isinstance(value, (numbers.Number, str, bytes, tuple, list)) or value is None or "jax" not in sys.modules:

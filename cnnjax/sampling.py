@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnjax._args import check_int
+
 __all__ = ["spread_indices"]
 
 
@@ -16,9 +18,8 @@ def spread_indices(n: int, count: int) -> np.ndarray:
     """``count`` row indices spread evenly over ``range(n)``: ``(arange(count) * n) // count``, increasing,
     without repeats, from row 0; all ``n`` rows where ``count >= n``. On ``n`` rows sorted into equal classes,
     every class gets ``count / classes`` rows, give or take one, whether or not ``count`` divides ``n``."""
-    for name, value in (("n", n), ("count", count)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "n" else 1):
-            raise ValueError(f"spread_indices: {name}={value!r} must be an int >= {0 if name == 'n' else 1}.")
+    n = check_int(n, "n", "spread_indices", minimum=0)
+    count = check_int(count, "count", "spread_indices")
     if count >= n:
         return np.arange(n)
     return (np.arange(count, dtype=np.int64) * n) // count

@@ -36,7 +36,7 @@ def test_epoch_batches_errors():
         epoch_batches(jax.random.key(0), x, y, 11)
     with pytest.raises(ValueError, match="labels of shape \\(9,\\)"):
         epoch_batches(jax.random.key(0), x, y[:9], 5)
-    with pytest.raises(TypeError, match="batch_size must be a Python int"):
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1, got"):
         epoch_batches(jax.random.key(0), x, y, 2.0)
 
 

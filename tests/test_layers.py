@@ -238,12 +238,12 @@ def test_mixed_precision_keeps_float32_params():
 # ---------------------------------------------------------------------------------------- errors at init
 @pytest.mark.parametrize("layer,shape,exc,match", [
     (L.Conv2D(8, 3, activation="relu7"), (1, 8, 8, 1), ValueError, r"Conv2D: activation='relu7'.*relu6"),
-    (L.Dense(-3), (1, 4), ValueError, r"Dense: units=-3"),
+    (L.Dense(-3), (1, 4), ValueError, r"Dense: units must be an int >= 1, got -3\."),
     (L.Dense(2.5), (1, 4), TypeError, r"Dense: units"),
     (L.Conv2D(8, 3), (8, 8, 1), ValueError, r"Conv2D: input of shape \(8, 8, 1\) has rank 3.*rank 4"),
     (L.Conv1D(8, 3), (1, 8, 8, 1), ValueError, r"Conv1D: .*rank 3"),
     (L.Conv2D(8, (3, 3, 3)), (1, 8, 8, 1), ValueError, r"Conv2D: kernel_size=\(3, 3, 3\)"),
-    (L.Conv2D(0, 3), (1, 8, 8, 1), ValueError, r"Conv2D: filters=0"),
+    (L.Conv2D(0, 3), (1, 8, 8, 1), ValueError, r"Conv2D: filters must be an int >= 1, got 0\."),
     (L.Conv2D(8, 3, groups=3), (1, 8, 8, 4), ValueError, r"Conv2D: groups=3"),
     (L.Conv2D(8, 5), (1, 3, 3, 1), ValueError, r"conv2d: kernel 5x5 .* larger than the padded input 3x3"),
     (L.Conv2D(8, 3, padding="full"), (1, 8, 8, 1), ValueError, r"padding='full'"),

@@ -221,7 +221,7 @@ def test_registry_errors():
     (models.VGG(blocks=()), (32, 32, 3), ValueError, r"VGG: blocks"),
     (models.get("mnist_cnn"), (28, 28), ValueError, r"Conv2D: input of shape \(1, 28, 28\) has rank 3"),
     (models.get("mnist_cnn", activation="rleu"), (28, 28, 1), ValueError, r"activation='rleu'"),
-    (models.get("mnist_cnn", num_classes=0), (28, 28, 1), ValueError, r"Dense: units=0"),
+    (models.get("mnist_cnn", num_classes=0), (28, 28, 1), ValueError, r"Dense: units must be an int >= 1, got 0"),
     (models.get("lenet5"), (4, 4, 1), ValueError, r"larger than the padded input"),
 ])
 def test_bad_model_configurations_raise_at_init(model, shape, exc, match):

@@ -25,7 +25,10 @@ def test_every_class_of_a_sorted_set_in_proportion(classes, per_class, count):
     assert got.max() - got.min() <= 1, got
 
 
-@pytest.mark.parametrize("n, count", [(-1, 3), (10, 0), (10, 2.5), (True, 3), (10, "5")])
-def test_bad_arguments_are_named(n, count):
-    with pytest.raises(ValueError, match="spread_indices: (n|count)="):
+@pytest.mark.parametrize("n, count, error, message", [
+    (-1, 3, ValueError, "n must be an int >= 0, got -1"), (10, 0, ValueError, "count must be an int >= 1, got 0"),
+    (10, 2.5, TypeError, "count must be an int >= 1, got 2.5"), (True, 3, TypeError, "n must be an int >= 0, got True"),
+    (10, "5", TypeError, "count must be an int >= 1, got '5'")])
+def test_bad_arguments_are_named(n, count, error, message):
+    with pytest.raises(error, match=f"^spread_indices: {message}\\.$"):
         spread_indices(n, count)

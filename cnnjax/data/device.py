@@ -18,15 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax._args import check_int
 from cnnjax.functional.checks import prng_key
 
 
 def check_batch_size(batch_size, split_size: int, *, where: str) -> int:
-    """`batch_size` as an int if 1 <= batch_size <= split_size, else ValueError/TypeError naming `where`."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"{where}: batch_size must be a Python int (static under jit), got {batch_size!r}.")
-    if batch_size < 1:
-        raise ValueError(f"{where}: batch_size={batch_size}; it must be >= 1.")
+    """`batch_size` as a Python int (static under jit) if 1 <= batch_size <= split_size, else ValueError/TypeError
+    naming `where`."""
+    batch_size = check_int(batch_size, "batch_size", where)
     if batch_size > split_size:
         raise ValueError(
             f"{where}: batch_size={batch_size} is larger than the split ({split_size} examples); use a batch "

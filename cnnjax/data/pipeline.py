@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from cnnjax import shapes
+from cnnjax._args import check_int
 from cnnjax.data.folder import IMAGE_SUFFIXES, as_image_size, folder_layout
 from cnnjax.data.quiet import import_tfds
 from cnnjax.data.sources import VERSIONS, check_name
@@ -43,9 +44,7 @@ class Batches:
         self.description = description
 
     def __call__(self, epoch: int) -> Iterable:
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"Batches: epoch must be an int >= 0, got {epoch!r}.")
-        return self._make(int(epoch))
+        return self._make(check_int(epoch, "epoch", "Batches", minimum=0))
 
     def __len__(self) -> int:
         return self.num_examples // self.batch_size
@@ -56,8 +55,7 @@ class Batches:
 
 
 def _check_batch_size(fn: str, batch_size, n: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"{fn}: batch_size must be an int >= 1, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", fn)
     if batch_size > n:
         raise ValueError(f"{fn}: batch_size {batch_size} is larger than the {n} examples; use batch_size <= {n}.")
     return int(batch_size)
@@ -172,8 +170,7 @@ def tfds_batches(name: str, split: str, *, data_dir: str | os.PathLike, batch_si
     check_name(name, where="tfds_batches")
     seed = _check_seed("tfds_batches", seed)
     shuffle = shapes.check_flag(shuffle, "shuffle", "tfds_batches")
-    if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, (int, np.integer)) or shuffle_buffer < 1:
-        raise ValueError(f"tfds_batches: shuffle_buffer must be an int >= 1, got {shuffle_buffer!r}.")
+    shuffle_buffer = check_int(shuffle_buffer, "shuffle_buffer", "tfds_batches")
     folder = os.path.join(os.fspath(data_dir), name, VERSIONS[name])
     if not os.path.isfile(os.path.join(folder, "dataset_info.json")):
         raise FileNotFoundError(f"tfds_batches: no tensorflow-datasets copy of {name!r} in {folder!r} (a folder "

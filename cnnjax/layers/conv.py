@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from cnnjax import _args, shapes
 from cnnjax import functional as F
-from cnnjax.layers._common import activation, cast, check_rank, param, positive_int
+from cnnjax.layers._common import activation, cast, check_rank, param
 
 IntOrTuple = Union[int, Sequence[int]]
 Initializer = Callable[..., Any]
@@ -54,8 +54,8 @@ class _Conv(nn.Module):
     def _kernel_shape(self, in_channels: int) -> tuple:
         """The stored kernel's shape for an input with ``in_channels`` channels."""
         layer = type(self).__name__
-        filters = positive_int(self.filters, "filters", layer)
-        groups = positive_int(self.groups, "groups", layer)
+        filters = _args.check_int(self.filters, "filters", layer)
+        groups = _args.check_int(self.groups, "groups", layer)
         ksize = _args.as_int_tuple(self.kernel_size, self._rank, "kernel_size", layer)
         if in_channels % groups or filters % groups:
             raise ValueError(
@@ -131,7 +131,7 @@ class DepthwiseConv2D(nn.Module):
         act = activation(self.activation, layer)
         fmt = check_rank(x, 2, layer, self.data_format)
         in_channels = x.shape[_args.channel_axis(fmt, x.ndim)]
-        multiplier = positive_int(self.depth_multiplier, "depth_multiplier", layer)
+        multiplier = _args.check_int(self.depth_multiplier, "depth_multiplier", layer)
         ksize = _args.as_int_tuple(self.kernel_size, 2, "kernel_size", layer)
         filters = in_channels * multiplier
         kernel = param(self, "kernel", self.kernel_init, (*ksize, 1, filters), self.param_dtype, x, layer)
@@ -171,7 +171,7 @@ class _ConvTranspose(nn.Module):
         act = activation(self.activation, layer)
         fmt = check_rank(x, self._rank, layer, self.data_format)
         in_channels = x.shape[_args.channel_axis(fmt, x.ndim)]
-        filters = positive_int(self.filters, "filters", layer)
+        filters = _args.check_int(self.filters, "filters", layer)
         ksize = _args.as_int_tuple(self.kernel_size, self._rank, "kernel_size", layer)
         kernel = param(self, "kernel", self.kernel_init, (*ksize, in_channels, filters), self.param_dtype, x, layer)
         bias = self.param("bias", self.bias_init, (filters,), self.param_dtype) if _use_bias(self) else None

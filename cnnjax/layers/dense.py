@@ -6,9 +6,9 @@ from typing import Any, Callable, Optional, Union
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnjax import _args, shapes
 from cnnjax import functional as F
-from cnnjax import shapes
-from cnnjax.layers._common import activation, cast, param, positive_int
+from cnnjax.layers._common import activation, cast, param
 
 Initializer = Callable[..., Any]
 
@@ -35,7 +35,7 @@ class Dense(nn.Module):
     def __call__(self, x):
         layer = type(self).__name__
         act = activation(self.activation, layer)
-        units = positive_int(self.units, "units", layer)
+        units = _args.check_int(self.units, "units", layer)
         if jnp.ndim(x) < 1:
             raise ValueError(f"{layer}: input is a scalar; it needs at least one (feature) axis.")
         kernel = param(self, "kernel", self.kernel_init, (jnp.shape(x)[-1], units), self.param_dtype, x, layer)

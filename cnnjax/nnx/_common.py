@@ -34,13 +34,6 @@ def activation_fn(value: Optional[str | Callable], layer: str) -> Callable:
         raise type(err)(f"{layer}: activation={value!r} is not valid: {err}") from None
 
 
-def positive_int(value, name: str, layer: str) -> int:
-    """``value`` as an int >= 1, else ValueError/TypeError naming the layer and the argument."""
-    if isinstance(value, (tuple, list)):
-        raise TypeError(f"{layer}: {name} must be an int >= 1, got {value!r}.")
-    return _args.as_int_tuple(value, 1, name, layer)[0]
-
-
 def check_rank(x, n: int, layer: str, fmt: str) -> None:
     """ValueError naming ``layer`` unless ``x`` has ``n`` spatial axes (rank ``n + 2``)."""
     ndim = jnp.ndim(x)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from cnnjax._args import check_int
+
 __all__ = ["EarlyStopping", "wants_stop"]
 
 
@@ -29,8 +31,7 @@ class EarlyStopping:
                  mode: str = "auto", restore_best_weights: bool = False):
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"EarlyStopping: monitor must be a history key such as 'val_loss', got {monitor!r}.")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}.")
+        patience = check_int(patience, "patience", "EarlyStopping", minimum=0)
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
             raise ValueError(f"EarlyStopping: min_delta must be a number >= 0, got {min_delta!r}.")
         if mode not in ("auto", "min", "max"):

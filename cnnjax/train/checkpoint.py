@@ -33,6 +33,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cnnjax._args import check_int
+
 from .state import param_signature
 
 LOCK_NAME = ".cnnjax-writer.lock"
@@ -169,8 +171,7 @@ class Checkpointer:
     run does) and raises `CheckpointBusyError` where another process holds it."""
 
     def __init__(self, directory: str, *, max_to_keep: int = 3, writer: bool = False):
-        if not isinstance(max_to_keep, int) or max_to_keep < 1:
-            raise ValueError(f"Checkpointer: max_to_keep must be an int >= 1, got {max_to_keep!r}.")
+        max_to_keep = check_int(max_to_keep, "max_to_keep", "Checkpointer")
         self.directory = check_writable(directory)
         self._lock = None
         if writer and jax.process_index() == 0:

@@ -1,4 +1,4 @@
-"""Figure plumbing shared by the plots: a panel grid on a pyplot-free ``Figure``, saving, argument checks.
+"""Figure plumbing shared by the plots: a panel grid on a pyplot-free ``Figure``, saving, image arguments.
 
 Figures are built with ``matplotlib.figure.Figure`` directly, not ``pyplot``: nothing global is created, so
 figures are garbage-collected like any object and no display backend is needed (PNG files go through Agg).
@@ -12,14 +12,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["panel_grid", "save", "as_image", "check_positive_int"]
-
-
-def check_positive_int(value, name: str, fn: str) -> int:
-    """``value`` as an int >= 1, else ValueError naming ``fn`` and ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: {name} must be an int >= 1, got {value!r}.")
-    return int(value)
+__all__ = ["panel_grid", "save", "as_image"]
 
 
 def panel_grid(n: int, *, ncols: int, panel_size: float = 1.4, title: Optional[str] = None,

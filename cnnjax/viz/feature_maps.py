@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from cnnjax.layers.sequential import takes_train
 from cnnjax.nnx.adapter import as_linen, is_nnx, linen_variables
-from cnnjax.viz._figure import as_image, check_positive_int, panel_grid, save, show_grey
+from cnnjax import _args
+from cnnjax.viz._figure import as_image, panel_grid, save, show_grey
 
 __all__ = ["as_variables", "layer_outputs", "feature_maps", "plot_feature_maps", "plot_layer_feature_maps"]
 
@@ -139,8 +140,8 @@ def plot_feature_maps(maps: MapsLike, *, image=None, max_maps: int = 64, ncols: 
     Each panel is scaled to its own min..max unless ``shared_scale`` (one scale per stage).
     Panels: ``[1 if image] + sum(min(C, max_maps))``. Saved as PNG to ``path`` when given.
     """
-    max_maps = check_positive_int(max_maps, "max_maps", "plot_feature_maps")
-    ncols = check_positive_int(ncols, "ncols", "plot_feature_maps")
+    max_maps = _args.check_int(max_maps, "max_maps", "plot_feature_maps")
+    ncols = _args.check_int(ncols, "ncols", "plot_feature_maps")
     stages = dict(maps) if isinstance(maps, Mapping) else {"": maps}
     if not stages:
         raise ValueError("plot_feature_maps: maps is an empty mapping; give at least one (H, W, C) array.")

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnjax.viz._figure import check_positive_int, panel_grid, save, show_grey
+from cnnjax import _args
+from cnnjax.viz._figure import panel_grid, save, show_grey
 from cnnjax.viz.feature_maps import as_variables
 
 __all__ = ["conv_kernels", "plot_filters"]
@@ -42,8 +43,8 @@ def plot_filters(kernel, *, in_channel: Optional[int] = None, max_filters: int =
     if w.ndim != 4:
         raise ValueError(f"plot_filters: kernel must be (kh, kw, in_channels, filters) (HWIO), got shape {w.shape}; "
                          "pick one from conv_kernels(variables).")
-    max_filters = check_positive_int(max_filters, "max_filters", "plot_filters")
-    ncols = check_positive_int(ncols, "ncols", "plot_filters")
+    max_filters = _args.check_int(max_filters, "max_filters", "plot_filters")
+    ncols = _args.check_int(ncols, "ncols", "plot_filters")
     cin, n = w.shape[2], min(w.shape[3], max_filters)
     if in_channel is not None and not (isinstance(in_channel, (int, np.integer)) and 0 <= in_channel < cin):
         raise ValueError(f"plot_filters: in_channel={in_channel!r} must be an int in [0, {cin}) for a kernel "

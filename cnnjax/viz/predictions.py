@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from cnnjax.layers.sequential import takes_train
 from cnnjax.nnx.adapter import as_linen, is_nnx
-from cnnjax.viz._figure import as_image, check_positive_int, names_or_indices, panel_grid, save
+from cnnjax import _args
+from cnnjax.viz._figure import as_image, names_or_indices, panel_grid, save
 from cnnjax.viz.feature_maps import as_variables
 
 __all__ = ["predict", "plot_predictions"]
@@ -23,7 +24,7 @@ def predict(model, variables, images, *, batch_size: int = 1000) -> np.ndarray:
     :func:`cnnjax.nnx.as_linen`, with its own variables where ``variables`` is None."""
     if is_nnx(model):
         model, variables = as_linen(model), model if variables is None else variables
-    batch_size = check_positive_int(batch_size, "batch_size", "predict")
+    batch_size = _args.check_int(batch_size, "batch_size", "predict")
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"predict: images must be (N, H, W, C) NHWC, got shape {images.shape}.")
@@ -51,8 +52,8 @@ def plot_predictions(images, labels, predicted, *, class_names: Optional[Sequenc
     The default title gives the accuracy over all N images.
     """
     images, labels, predicted = np.asarray(images), np.asarray(labels), np.asarray(predicted)
-    n = check_positive_int(n, "n", "plot_predictions")
-    ncols = check_positive_int(ncols, "ncols", "plot_predictions")
+    n = _args.check_int(n, "n", "plot_predictions")
+    ncols = _args.check_int(ncols, "ncols", "plot_predictions")
     if images.ndim != 4 or labels.shape != (len(images),) or predicted.shape != (len(images),):
         raise ValueError(f"plot_predictions: need images (N, H, W, C), labels (N,) and predicted (N,); got shapes "
                          f"{images.shape}, {labels.shape}, {predicted.shape}.")

@@ -16,7 +16,7 @@ from flax import nnx
 from cnnjax import _args, shapes
 from cnnjax import functional as F
 from cnnjax import layers as linen_layers
-from cnnjax.nnx._common import activation_fn, as_rngs, cast, check_input, frozen, positive_int, value
+from cnnjax.nnx._common import activation_fn, as_rngs, cast, check_input, frozen, value
 from cnnjax.nnx._route import routed
 
 IntOrTuple = Union[int, Sequence[int]]
@@ -38,9 +38,9 @@ class _Conv(nnx.Module):
                  bias_init: Callable = nnx.initializers.zeros_init(), dtype: Any = None,
                  param_dtype: Any = jnp.float32, *, rngs: nnx.Rngs | int):
         layer = type(self).__name__
-        in_channels = positive_int(in_channels, "in_channels", layer)
-        self.filters = positive_int(filters, "filters", layer)
-        self.groups = positive_int(groups, "groups", layer)
+        in_channels = _args.check_int(in_channels, "in_channels", layer)
+        self.filters = _args.check_int(filters, "filters", layer)
+        self.groups = _args.check_int(groups, "groups", layer)
         self.kernel_size = _args.as_int_tuple(kernel_size, self._rank, "kernel_size", layer)
         self.strides = _args.as_int_tuple(strides, self._rank, "strides", layer)
         self.dilation_rate = _args.as_int_tuple(dilation_rate, self._rank, "dilation_rate", layer)

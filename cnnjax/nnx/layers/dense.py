@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cnnjax import _args, shapes
 from cnnjax import functional as F
 from cnnjax import layers as linen_layers
-from cnnjax import shapes
 from cnnjax.nnx import _route
-from cnnjax.nnx._common import activation_fn, as_rngs, cast, positive_int, value
+from cnnjax.nnx._common import activation_fn, as_rngs, cast, value
 from cnnjax.nnx._route import routed
 
 __all__ = ["Dense", "Flatten", "Dropout", "Activation"]
@@ -35,8 +35,8 @@ class Dense(nnx.Module):
                  bias_init: Callable = nnx.initializers.zeros_init(), dtype: Any = None,
                  param_dtype: Any = jnp.float32, *, rngs: nnx.Rngs | int):
         layer = type(self).__name__
-        self.in_features = positive_int(in_features, "in_features", layer)
-        self.units = positive_int(units, "units", layer)
+        self.in_features = _args.check_int(in_features, "in_features", layer)
+        self.units = _args.check_int(units, "units", layer)
         self.activation = activation
         self._act = activation_fn(activation, layer)
         self.use_bias = shapes.check_flag(use_bias, "use_bias", layer)

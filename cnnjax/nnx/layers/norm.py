@@ -11,7 +11,7 @@ from flax import nnx
 
 from cnnjax import _args, shapes
 from cnnjax import functional as F
-from cnnjax.nnx._common import positive_int, value
+from cnnjax.nnx._common import value
 from cnnjax.nnx._route import routed
 
 __all__ = ["BatchNormalization", "BatchNorm"]
@@ -38,7 +38,7 @@ class BatchNormalization(nnx.Module):
                  bias_init: Callable = nnx.initializers.zeros_init(), dtype: Any = None,
                  param_dtype: Any = jnp.float32, *, use_running_average: bool = True, rngs: Any = None):
         layer = type(self).__name__
-        channels = positive_int(num_features, "num_features", layer)
+        channels = _args.check_int(num_features, "num_features", layer)
         if not isinstance(axis, int) or isinstance(axis, bool):
             raise ValueError(f"{layer}: axis={axis!r} must be an int: the channel axis (-1 for channels_last, 1 for "
                              "channels_first).")
