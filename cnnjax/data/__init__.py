@@ -1,8 +1,8 @@
 """Datasets for cnnjax: MNIST, Fashion-MNIST, CIFAR-10 and image folders, read by cnnjax's own readers from
 local distribution files (no TensorFlow; in the files' order), from a tensorflow-datasets copy (with TensorFlow,
-`cnnjax[tf]`) or a download, plus the on-device batching/augmentation path (`cnnjax.data.device`) and mesh /
-multi-host layout (`cnnjax.data.sharding`)."""
-from cnnjax.data import device, sharding
+`cnnjax[tf]`) or a download, plus the on-device batching/augmentation path (`cnnjax.data.device`). Placing
+batches on a device mesh is `cnnjax.train.placement`'s."""
+from cnnjax.data import device
 from cnnjax.data.cifar import CIFAR10_CLASSES, read_cifar10
 from cnnjax.data.folder import load_image_folder
 from cnnjax.data.idx import read_idx, read_idx_pair
@@ -36,5 +36,4 @@ __all__ = [
     "read_cifar10",
     "read_idx",
     "read_idx_pair",
-    "sharding",
 ]

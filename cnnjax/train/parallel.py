@@ -10,8 +10,9 @@ how to place the state and a global batch on its devices. The global batch of a 
   model still normalises each device's B/n rows with that device's statistics (the classic pmap behaviour), so a
   BatchNorm model differs slightly from one device; the sharded mode does not have this difference.
 - ``shard``: a 1-D ``Mesh`` over all (global) devices with axis "data"; state replicated
-  (``NamedSharding(mesh, P())``), batch rows split (``P("data")``); XLA inserts the gradient all-reduce. This is
-  the form JAX recommends and the one that spans several processes (`distributed.py`).
+  (``placement.replicated``), batch rows split (``placement.data_sharding``: ``P("data")``); XLA inserts the
+  gradient all-reduce. This is the form JAX recommends and the one that spans several processes
+  (`distributed.py`).
 
 On a CPU the steps of every mode take XLA:CPU's compile options (``compile_options.py``: convolutions by XLA's
 kernels, not YNNPACK's); ``pmap``'s are compiled ahead of time for that, since ``jax.pmap`` has no such argument.
@@ -25,12 +26,13 @@ from typing import Callable
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from . import ensemble as _ensemble
 from .cpu_speed.compile_options import compiler_options_for
 from .cpu_speed.compile_options import jit as _jit
 from .cpu_speed.compile_options import pmap as _pmap
+from .placement import data_sharding, global_array, replicated
 from .steps import make_eval_step, make_train_chunk, make_train_step, with_gather
 
 PARALLEL_MODES = ("none", "pmap", "shard")
@@ -130,7 +132,7 @@ def _pmap_strategy(model, tx, kw) -> Strategy:
     ev = make_eval_step(model, axis_name="data", **_eval_kw(kw))
     # Leading-axis-over-devices layout; pmap takes such arrays as they are (it is built on jit + shard_map
     # since jax 0.10), and older pmap accepts them as well.
-    stacked_sharding = NamedSharding(Mesh(np.array(devices), ("data",)), P("data"))
+    stacked_sharding = data_sharding(Mesh(np.array(devices), ("data",)))
     sharding_for = lambda shape: stacked_sharding  # noqa: E731
 
     def place_state(state):
@@ -169,40 +171,33 @@ def _unstack_metrics(out):
     return state, _first(metrics)
 
 
-def global_array(x: np.ndarray, sharding) -> jax.Array:
-    """A global jax.Array of `x` (the same host value on every process) laid out by `sharding`; each process
-    transfers only the rows its own devices hold."""
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-
 def _shard_strategy(model, tx, kw) -> Strategy:
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    replicated = NamedSharding(mesh, P())
-    rows = NamedSharding(mesh, P("data"))
-    stacked_rows = NamedSharding(mesh, P(None, "data"))
+    everywhere = replicated(mesh)        # the state's layout: a whole copy on every device
+    rows = data_sharding(mesh)
+    stacked_rows = data_sharding(mesh, batch_axis=1)
     step = make_train_step(model, tx, **_train_kw(kw))
     ev = make_eval_step(model, **_eval_kw(kw))
 
     def place_batch(*arrays, stacked=False):
         return tuple(global_array(a, stacked_rows if stacked else rows) for a in arrays)
 
-    place_state = lambda s: jax.tree.map(lambda x: global_array(x, replicated), s)  # noqa: E731
+    place_state = lambda s: jax.tree.map(lambda x: global_array(x, everywhere), s)  # noqa: E731
     platform = mesh.devices.flat[0].platform
     jit = partial(_jit, platform=platform)
     return Strategy("shard", len(jax.devices()),
-                    jit(step, donate_argnums=0, out_shardings=replicated),
-                    jit(make_train_chunk(step), donate_argnums=0, out_shardings=replicated),
-                    jit(ev, out_shardings=replicated), place_state, lambda s: s, place_batch,
+                    jit(step, donate_argnums=0, out_shardings=everywhere),
+                    jit(make_train_chunk(step), donate_argnums=0, out_shardings=everywhere),
+                    jit(ev, out_shardings=everywhere), place_state, lambda s: s, place_batch,
                     train_unrolled=jit(make_train_chunk(step, unroll=True), donate_argnums=0,
-                                       out_shardings=replicated),
+                                       out_shardings=everywhere),
                     compiler_options=compiler_options_for(platform),
                     # the dataset replicated on every device, the rows split like a batch's
-                    data_step=jit(with_gather(step), donate_argnums=0, out_shardings=replicated),
-                    data_chunk=jit(with_gather(make_train_chunk(step)), donate_argnums=0, out_shardings=replicated),
+                    data_step=jit(with_gather(step), donate_argnums=0, out_shardings=everywhere),
+                    data_chunk=jit(with_gather(make_train_chunk(step)), donate_argnums=0, out_shardings=everywhere),
                     data_unrolled=jit(with_gather(make_train_chunk(step, unroll=True)), donate_argnums=0,
-                                      out_shardings=replicated),
-                    place_data=lambda *xs: tuple(global_array(x, replicated) for x in xs),
+                                      out_shardings=everywhere),
+                    place_data=lambda *xs: tuple(global_array(x, everywhere) for x in xs),
                     place_rows=lambda r, stacked=False: global_array(np.asarray(r, np.int32),
                                                                      stacked_rows if stacked else rows))
 

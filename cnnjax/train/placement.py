@@ -1,8 +1,13 @@
-"""Laying batches out over a device mesh, and splitting a dataset between the processes of a multi-host job.
+"""Where arrays live on the devices: the one home of batch and state placement (`parallel.py`'s strategies use it).
 
-The global batch is split along its first axis over the mesh axis "data": with d devices on that axis, device
-i holds rows [i*b/d, (i+1)*b/d). In a multi-process job each process reads only its share of the split
-(`process_share`) and passes its local rows to `shard_batch`, which assembles the global array.
+The global batch is split along its batch axis over the mesh axis "data": with d devices on that axis, device
+i holds rows [i*b/d, (i+1)*b/d) (`data_sharding`); the state is replicated (`replicated`). Two ways to build the
+global array in a multi-process job:
+
+- `global_array(x, sharding)`: every process holds the same host value `x` (the whole batch, as `fit` does: each
+  process reads the whole split) and transfers only the rows of its own devices;
+- `shard_batch(batch, mesh)`: each process holds only its own rows, in process order (a process that reads only
+  its share of the split, `process_share`), and the global array is assembled from them.
 """
 from __future__ import annotations
 
@@ -20,6 +25,18 @@ def data_sharding(mesh: Mesh, axis: str = "data", *, batch_axis: int = 0) -> Nam
     if batch_axis < 0:
         raise ValueError(f"data_sharding: batch_axis={batch_axis}; it must be >= 0.")
     return NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), axis))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """NamedSharding that keeps a whole copy of an array on every device of `mesh` (the state's layout)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def global_array(x, sharding) -> jax.Array:
+    """A global jax.Array of `x` (the same host value on every process) laid out by `sharding`; each process
+    transfers only the rows its own devices hold."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def check_divisible(batch_size: int, device_count: int, *, where: str) -> None:

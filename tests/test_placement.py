@@ -1,4 +1,5 @@
-"""Mesh layout and per-process shares; the multi-device case runs in a subprocess with 4 host devices."""
+"""cnnjax.train.placement: mesh layout and per-process shares; the multi-device case runs in a subprocess with 4
+host devices."""
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from cnnjax.data.sharding import data_sharding, process_share, shard_batch
+from cnnjax.train.placement import data_sharding, global_array, process_share, replicated, shard_batch
 
 
 def test_process_share_partitions_evenly():
@@ -31,6 +32,8 @@ def test_single_device_mesh():
     mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
     out = shard_batch({"x": np.ones((4, 2)), "y": np.arange(4)}, mesh)
     assert out["x"].sharding == data_sharding(mesh)
+    placed = global_array(np.arange(3), replicated(mesh))
+    assert placed.sharding == replicated(mesh) and placed.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="no 'data'"):
         data_sharding(Mesh(np.array(jax.devices()[:1]), ("batch",)))
 
@@ -39,7 +42,7 @@ def test_four_devices_split_rows_and_reject_indivisible():
     code = textwrap.dedent("""
         import jax, numpy as np
         from jax.sharding import Mesh
-        from cnnjax.data.sharding import shard_batch
+        from cnnjax.train.placement import data_sharding, global_array, replicated, shard_batch
         mesh = Mesh(np.array(jax.devices()), ("data",))
         x = np.arange(8 * 3).reshape(8, 3)
         out = shard_batch(x, mesh)
@@ -54,6 +57,12 @@ def test_four_devices_split_rows_and_reject_indivisible():
         xs = np.zeros((3, 8, 2))
         out = shard_batch(xs, mesh, batch_axis=1)
         assert {s.data.shape for s in out.addressable_shards} == {(3, 2, 2)}
+        # global_array: the same host value on every process, each device given its rows (or a whole copy)
+        placed = global_array(x, data_sharding(mesh))
+        assert [(s.index[0].start, s.data.tolist()) for s in sorted(placed.addressable_shards,
+                key=lambda s: s.index[0].start)] == [(i, x[i:i + 2].tolist()) for i in range(0, 8, 2)]
+        copies = global_array(x, replicated(mesh))
+        assert all(np.array_equal(s.data, x) for s in copies.addressable_shards) and len(copies.addressable_shards) == 4
         print("ok")
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
