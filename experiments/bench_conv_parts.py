@@ -35,7 +35,7 @@ import numpy as np
 
 from bench_cpu_ops import time_call
 from cnnjax import shapes
-from cnnjax.cli import _int_at_least
+from cnnjax.cli.arguments import int_at_least as _int_at_least
 from cnnjax.train.cpu_speed import conv_forms
 from cnnjax.train.cpu_speed.compile_options import jit
 

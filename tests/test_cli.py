@@ -25,7 +25,7 @@ def test_train_help_explains_every_option(capsys):
     code, out, _ = _run(["train", "--help"], capsys)
     assert code == 0
     for option in ["--model", "--dataset", "--epochs", "--batch-size", "--optimizer", "--lr", "--data-dir",
-                   "--checkpoint-dir", "--resume", "--parallel", "--ensemble", "--dtype", "--seed",
+                   "--prepared-dir", "--checkpoint-dir", "--resume", "--parallel", "--ensemble", "--dtype", "--seed",
                    "--metrics-out", "--schedule", "--weight-decay", "--label-smoothing", "--loop"]:
         assert option in out
     train = build_parser()._subparsers._group_actions[0].choices["train"]
@@ -63,6 +63,26 @@ def test_unknown_dataset_and_resume_without_dir(capsys):
         assert code == 2 and "model 'mnist_cnn' takes images (28, 28, 1) but dataset 'cifar10' has (32, 32, 3)" in err
     code, _, err = _run(["train", "--model", "mnist_cnn", "--resume"], capsys)
     assert code == 2 and "--resume needs --checkpoint-dir" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--model", "fashion_dnn", "--dataset", "mnist"],
+    ["plot", "features", "--model", "fashion_dnn", "--dataset", "mnist", "--out", "never.png"],
+    ["data", "info", "mnist"],
+])
+def test_data_dir_is_the_raw_files_and_prepared_dir_the_prepared_data_on_every_command(argv, capsys, monkeypatch):
+    import cnnjax.data
+    from cnnjax.data import DataNotFoundError
+
+    seen = {}
+
+    def fake_load(name, split, **kwargs):
+        seen.update(kwargs)
+        raise DataNotFoundError("not here")
+    monkeypatch.setattr(cnnjax.data, "load", fake_load)
+    code, _, err = _run(argv + ["--data-dir", "RAW", "--prepared-dir", "PREPARED"], capsys)
+    assert code == 2 and "not here" in err
+    assert seen["data_dir"] == "RAW" and seen["prepared_dir"] == "PREPARED"
 
 
 def _folder(root, splits, shape=(28, 28)):
@@ -173,13 +193,13 @@ def test_limit_keeps_every_class_of_a_class_sorted_set(monkeypatch, capsys):
     N images were one class."""
     import numpy as np
 
-    import cnnjax.cli
+    import cnnjax.cli.train_commands
     import cnnjax.train
     from cnnjax.data.load import Split
 
     sorted_train = Split(np.zeros((1000, 28, 28, 1), np.uint8), np.repeat(np.arange(10), 100).astype(np.int32),
                          tuple("0123456789"))
-    monkeypatch.setattr(cnnjax.cli, "_load", lambda dataset, split, args: sorted_train)
+    monkeypatch.setattr(cnnjax.cli.train_commands, "_load", lambda dataset, split, args: sorted_train)
     seen = {}
 
     def fake_fit(model, data, **kwargs):

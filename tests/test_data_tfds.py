@@ -115,8 +115,8 @@ def test_first_tfds_import_prints_only_cnnjax_lines(tmp_path):
     src = write_idx_set(tmp_path / "src" / "mnist", n_train=20, n_test=10).parent
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CNNJAX_VERBOSE")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    result = subprocess.run([sys.executable, "-m", "cnnjax.data", "import", "mnist", "--source", str(src),
-                             "--data-dir", str(tmp_path / "p"), "--tfds"],
+    result = subprocess.run([sys.executable, "-m", "cnnjax.data", "import", "mnist", "--data-dir", str(src),
+                             "--prepared-dir", str(tmp_path / "p"), "--tfds"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stderr.splitlines()

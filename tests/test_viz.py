@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from cnnjax import functional as F
 from cnnjax import layers, viz
-from cnnjax.viz import cli as viz_cli
+from cnnjax.cli import plot_commands as viz_cli
 
 
 def visible_axes(fig):

@@ -26,12 +26,12 @@ SCRIPT = textwrap.dedent("""
     assert out.tolist() == [[12, 16], [24, 28]], out          # README's functional example, by hand
 
     from cnnjax.data import load
-    from cnnjax.data.cli import main as data_main
-    assert data_main(["import", "mnist", "--source", src, "--data-dir", prepared]) == 0
+    from cnnjax.cli.data_commands import main as data_main
+    assert data_main(["import", "mnist", "--data-dir", src, "--prepared-dir", prepared]) == 0
     train = load("mnist", "train", prepared_dir=prepared, download=False, as_uint8=True)
     test = load("mnist", "test", data_dir=src, prepared_dir=prepared, as_uint8=True)
     assert train.images.shape == (40, 28, 28, 1) and test.labels.tolist() == [k % 10 for k in range(10)]
-    assert data_main(["import", "mnist", "--source", src, "--data-dir", prepared, "--tfds"]) == 2
+    assert data_main(["import", "mnist", "--data-dir", src, "--prepared-dir", prepared, "--tfds"]) == 2
 
     from cnnjax import Sequential, Conv2D, Flatten, Dense
     from cnnjax.train import evaluate, fit

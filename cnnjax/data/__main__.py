@@ -1,5 +1,6 @@
+"""`python -m cnnjax.data import|info ...`: the `cnnjax data` commands (`cnnjax.cli.data_commands`)."""
 import sys
 
-from cnnjax.data.cli import main
+from cnnjax.cli.data_commands import main
 
 sys.exit(main())

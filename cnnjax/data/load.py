@@ -95,8 +95,9 @@ def _load_named(name, split, *, data_dir, prepared_dir, download, progress):
         find_sources(name, data_dir, where="load")  # raises DataNotFoundError saying what to put where
     if not download:
         raise DataNotFoundError(
-            f"load: {name!r} is not prepared in {prepared_dir!r} and download=False. Put {where_to_put(name)} and "
-            f"pass data_dir=DIR (CLI: --data-dir DIR), or run `cnnjax data import {name} --source DIR`."
+            f"load: {name!r} is not prepared in {prepared_dir!r} (prepared_dir, CLI --prepared-dir) and "
+            f"download=False. Put {where_to_put(name)} and pass data_dir=DIR (CLI: --data-dir DIR), or run "
+            f"`cnnjax data import {name} --data-dir DIR`."
         )
     target = os.path.join(prepared_dir, "downloads", name)
     try:
@@ -105,7 +106,7 @@ def _load_named(name, split, *, data_dir, prepared_dir, download, progress):
         raise DataNotFoundError(
             f"load: {name!r} is not prepared in {prepared_dir!r} and could not be downloaded ({err}). Offline, put "
             f"{where_to_put(name)} and pass data_dir=DIR (CLI: --data-dir DIR), or run "
-            f"`cnnjax data import {name} --source DIR`."
+            f"`cnnjax data import {name} --data-dir DIR`."
         ) from err
     return prepare_from_files(name, target, prepared_dir, progress=progress)[split]
 

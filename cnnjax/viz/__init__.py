@@ -12,7 +12,7 @@ and, given ``path=``, also writes it as a PNG:
 - :func:`plot_predictions`: test images titled "predicted (true)", mistakes in red; :func:`predict`.
 - :func:`plot_confusion_matrix` of :func:`confusion_matrix`.
 
-Command line: ``cnnjax plot curves|features|filters ...`` (:mod:`cnnjax.viz.cli`).
+Command line: ``cnnjax plot curves|features|filters ...`` (:mod:`cnnjax.cli.plot_commands`).
 """
 from cnnjax.viz.confusion import confusion_matrix, plot_confusion_matrix
 from cnnjax.viz.curves import plot_curves, read_metrics

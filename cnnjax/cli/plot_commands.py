@@ -1,7 +1,7 @@
 """`cnnjax plot curves|features|filters` (also `python -m cnnjax.viz ...`): short entry points over cnnjax.viz.
 
     cnnjax plot curves metrics.jsonl --out curves.png
-    cnnjax plot features --model mnist_cnn --checkpoint-dir ckpt/ --data-dir ../shared/data --layer conv2d --out fm.png
+    cnnjax plot features --model mnist_cnn --checkpoint-dir ckpt/ --data-dir DIR --layer conv2d --out fm.png
     cnnjax plot filters --model mnist_cnn --checkpoint-dir ckpt/ --out filters.png
 
 Without `--checkpoint-dir` the model has its random initial weights (the title says so).
@@ -13,6 +13,9 @@ import os
 import sys
 
 import numpy as np
+
+from cnnjax.cli.arguments import add_data_dirs, load_from_flags
+from cnnjax.cli.errors import run_command
 
 
 def _model_and_variables(args):
@@ -48,10 +51,8 @@ def _image(args, shape):
             im = im.convert("L" if shape[2] == 1 else "RGB").resize((shape[1], shape[0]), Image.BILINEAR)
             x = np.asarray(im, np.float32) / 255.0
         return x.reshape(shape), args.image
-    from cnnjax.data import load
-
     dataset = args.dataset or models.dataset(args.model)
-    split = load(dataset, "test", data_dir=args.data_dir)
+    split = load_from_flags(dataset, "test", args)
     if not 0 <= args.index < len(split.images):
         raise ValueError(f"--index {args.index} is outside the {len(split.images)} test images of {dataset} "
                          f"(valid: 0 to {len(split.images) - 1}).")
@@ -127,7 +128,7 @@ def add_subcommands(subparsers, prog: str | None = None) -> argparse.ArgumentPar
     features.add_argument("--image", default=None, help="an image file (resized to the model's input); "
                           "default: a test image of --dataset")
     features.add_argument("--dataset", default=None, help="dataset of the test image (default: the model's)")
-    features.add_argument("--data-dir", default=None, help="folder with the dataset files (e.g. ../shared/data)")
+    add_data_dirs(features)
     features.add_argument("--index", type=int, default=0, help="which test image")
     features.set_defaults(func=_features)
 
@@ -145,6 +146,4 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnjax.viz")
     add_subcommands(parser.add_subparsers(dest="command", required=True), prog="python -m cnnjax.viz")
     args = parser.parse_args(["plot", *(sys.argv[1:] if argv is None else argv)])
-    from cnnjax.cli import run_command
-
     return run_command(args, "python -m cnnjax.viz")

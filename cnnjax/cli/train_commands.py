@@ -1,116 +1,59 @@
-"""The `cnnjax` command: train, evaluate, export, summary, data.
+"""`cnnjax train` and `cnnjax evaluate`: options parsed and checked here, before anything is written or read;
+the work is done by `cnnjax.train.fit` and `cnnjax.train.evaluate`.
 
-    cnnjax train --model mnist_cnn --dataset mnist --epochs 2 --data-dir ../shared/data
-    cnnjax evaluate --model mnist_cnn --checkpoint-dir runs/mnist --data-dir ../shared/data
-    cnnjax export --checkpoint-dir runs/mnist --out mnist.jaxexport --platforms cpu,cuda
-    cnnjax summary --model resnet20
-    cnnjax data import mnist --source ../shared/data
+    cnnjax train --model mnist_cnn --dataset mnist --epochs 2 --data-dir DIR --checkpoint-dir runs/mnist
+    cnnjax evaluate --model mnist_cnn --checkpoint-dir runs/mnist --data-dir DIR
 
-Options are parsed and checked here, before anything is written; the work is done by `cnnjax.train.fit`,
-`cnnjax.train.evaluate`, `cnnjax.export`, `cnnjax.summary` and `cnnjax.data`. User mistakes print one line
-``cnnjax <command>: error: ...`` and exit with status 2.
+``--data-dir`` is the folder with the raw distribution files, ``--prepared-dir`` the folder of prepared data
+(see `cnnjax.cli.arguments`).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 
-DTYPES = ("float32", "bfloat16", "float16")
+from cnnjax.cli.arguments import (DTYPES, add_data_dirs, fraction, int_at_least, load_from_flags, lookahead_pair,
+                                  positive_float)
+from cnnjax.cli.errors import UsageError
+from cnnjax.cli.metrics_file import MetricsFile
 
 
-def _positive_float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
-        return value
-    return parse
-
-
-def _int_at_least(name, minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _fraction(name):
-    def parse(text):
-        value = float(text)
-        if not 0.0 <= value < 1.0:
-            raise argparse.ArgumentTypeError(f"{name} must be in [0, 1), got {text}")
-        return value
-    return parse
-
-
-def _lookahead(text):
-    every, _, alpha = text.partition(":")
-    try:
-        every, alpha = int(every), float(alpha)
-    except ValueError:
-        every = alpha = None
-    if every is None or every < 1 or not 0.0 < alpha <= 1.0:
-        raise argparse.ArgumentTypeError(f"--lookahead must be EVERY:ALPHA with EVERY an int >= 1 and ALPHA in "
-                                         f"(0, 1], e.g. 5:0.5; got {text!r}")
-    return every, alpha
-
-
-def _add_data_args(p, *, datasets):
+def _add_dataset(p, datasets) -> None:
     p.add_argument("--dataset", default=None, metavar="NAME",
-                   help=f"dataset: one of {', '.join(datasets)} (default: the model's own dataset)")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder with the distribution files (e.g. ../shared/data holding mnist/*.gz); read "
-                        "offline and prepared once into $CNNJAX_DATA_DIR (default ~/tensorflow_datasets)")
+                   help=f"dataset: one of {', '.join(datasets)}, or an image-folder path (default: the model's own "
+                        "dataset)")
+    add_data_dirs(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cnnjax import models
-    from cnnjax.data import KNOWN_DATASETS
+def add_subcommands(sub, model_names, datasets) -> None:
+    """Add `train` and `evaluate` to an argparse subparsers object (`model_names`, `datasets`: the valid names)."""
     from cnnjax.train import LOOPS, OPTIMIZERS, PARALLEL_MODES, SCHEDULES
-
-    parser = argparse.ArgumentParser(prog="cnnjax", description="Convolutional neural networks in JAX.")
-    parser.add_argument("--version", action="version", version=version_line(),
-                        help="print the versions of cnnjax, jax and flax and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model_names = models.names()
 
     t = sub.add_parser("train", help="train a model (progress bar per epoch, final test accuracy)",
                        description="Train a cnnjax model on an in-memory dataset with Optax; prints a progress "
                                    "bar per epoch and ends with the test accuracy.")
     t.add_argument("--model", required=True, choices=model_names, metavar="NAME",
                    help=f"model name: {', '.join(model_names)}")
-    _add_data_args(t, datasets=KNOWN_DATASETS)
-    t.add_argument("--epochs", type=_int_at_least("--epochs", 1), default=2, help="passes over the training set "
+    _add_dataset(t, datasets)
+    t.add_argument("--epochs", type=int_at_least("--epochs", 1), default=2, help="passes over the training set "
                    "(default 2)")
-    t.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=128,
+    t.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=128,
                    help="global batch size, split over devices with --parallel (default 128)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", metavar="NAME",
                    help=f"optimizer: {', '.join(OPTIMIZERS)} (default adam)")
-    t.add_argument("--lr", type=_positive_float("--lr"), default=1e-3,
+    t.add_argument("--lr", type=positive_float("--lr"), default=1e-3,
                    help="(peak) learning rate (default 1e-3)")
     t.add_argument("--schedule", choices=SCHEDULES, default="constant", metavar="NAME",
                    help=f"learning-rate schedule: {', '.join(SCHEDULES)} (default constant)")
-    t.add_argument("--warmup-steps", type=_int_at_least("--warmup-steps", 0), default=0,
+    t.add_argument("--warmup-steps", type=int_at_least("--warmup-steps", 0), default=0,
                    help="linear warm-up steps from 0 to --lr (default 0)")
-    t.add_argument("--momentum", type=_fraction("--momentum"), default=None, help="SGD momentum (default 0.9)")
+    t.add_argument("--momentum", type=fraction("--momentum"), default=None, help="SGD momentum (default 0.9)")
     t.add_argument("--nesterov", action="store_true", help="Nesterov momentum for SGD")
     t.add_argument("--weight-decay", type=float, default=0.0,
                    help="weight decay (decoupled for adamw, L2 added to the gradient otherwise; default 0)")
-    t.add_argument("--label-smoothing", type=_fraction("--label-smoothing"), default=0.0,
+    t.add_argument("--label-smoothing", type=fraction("--label-smoothing"), default=0.0,
                    help="label smoothing eps in [0, 1) (default 0)")
     t.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="compute dtype; params, loss and gradients stay float32; float16 scales the loss by the "
@@ -128,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augment each training batch inside the compiled step, e.g. 'flip,translate:2' or "
                         "'translate:2,cutout:8' (names: flip, translate[:pad], crop[:pad], cutout[:size]); "
                         "default none")
-    t.add_argument("--lookahead", type=_lookahead, default=None, metavar="EVERY:ALPHA",
+    t.add_argument("--lookahead", type=lookahead_pair, default=None, metavar="EVERY:ALPHA",
                    help="Lookahead around the optimizer: every EVERY steps the slow weights move ALPHA of the way "
                         "to the fast ones, which restart from them (e.g. 5:0.5); default none")
     t.add_argument("--data-on", choices=["auto", "device", "host"], default="auto",
@@ -138,29 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-keep-freed-memory", action="store_true",
                    help="leave glibc's malloc settings alone (by default this command keeps freed memory in its "
                         "process on a CPU, which makes XLA:CPU's steps faster)")
-    t.add_argument("--ensemble", type=_int_at_least("--ensemble", 1), default=1,
+    t.add_argument("--ensemble", type=int_at_least("--ensemble", 1), default=1,
                    help="train N models with different seeds at once with vmap (default 1)")
-    t.add_argument("--ensemble-lrs", type=_positive_float("--ensemble-lrs"), nargs="+", default=None,
+    t.add_argument("--ensemble-lrs", type=positive_float("--ensemble-lrs"), nargs="+", default=None,
                    metavar="LR", help="train one vmapped member per learning rate instead")
     t.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="save orbax checkpoints here at each epoch end (and every --checkpoint-every steps)")
-    t.add_argument("--checkpoint-every", type=_int_at_least("--checkpoint-every", 1), default=None,
+    t.add_argument("--checkpoint-every", type=int_at_least("--checkpoint-every", 1), default=None,
                    metavar="STEPS", help="also save every STEPS optimizer steps")
-    t.add_argument("--keep", type=_int_at_least("--keep", 1), default=None, help="checkpoints kept (default 3)")
+    t.add_argument("--keep", type=int_at_least("--keep", 1), default=None, help="checkpoints kept (default 3)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in --checkpoint-dir that verifies (same model and "
                         "settings; a folder without one is an error)")
     t.add_argument("--metrics-out", default=None, metavar="FILE",
                    help="write one JSON line per epoch (loss, accuracy, images/s, test loss and accuracy)")
-    t.add_argument("--limit", type=_int_at_least("--limit", 1), default=None, metavar="N",
+    t.add_argument("--limit", type=int_at_least("--limit", 1), default=None, metavar="N",
                    help="use only N training images, spread evenly over the set, so that a class-sorted image "
                         "folder keeps all its classes (quick runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch instead)")
     t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="multi-process: address of process 0 (or $JAX_COORDINATOR_ADDRESS)")
-    t.add_argument("--num-processes", type=_int_at_least("--num-processes", 1), default=None,
+    t.add_argument("--num-processes", type=int_at_least("--num-processes", 1), default=None,
                    help="multi-process: number of processes (or $JAX_NUM_PROCESSES)")
-    t.add_argument("--process-id", type=_int_at_least("--process-id", 0), default=None,
+    t.add_argument("--process-id", type=int_at_least("--process-id", 0), default=None,
                    help="multi-process: this process's index (or $JAX_PROCESS_ID)")
     t.set_defaults(func=_train)
 
@@ -168,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load the latest checkpoint of --checkpoint-dir and print loss and accuracy.")
     e.add_argument("--model", required=True, choices=model_names, metavar="NAME",
                    help=f"model name: {', '.join(model_names)}")
-    _add_data_args(e, datasets=KNOWN_DATASETS)
+    _add_dataset(e, datasets)
     e.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="folder written by `cnnjax train`")
     e.add_argument("--split", default="test", help="split to evaluate (default test)")
-    e.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=1000,
+    e.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=1000,
                    help="evaluation batch size (default 1000)")
     e.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
     e.add_argument("--tta", choices=["flip", "translate", "flip_translate"], default=None,   # tta.TTA_MODES
@@ -179,55 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "'flip_translate' also over one-pixel translations; 'translate' over the translations only")
     e.set_defaults(func=_evaluate)
 
-    x = sub.add_parser("export", help="write the latest checkpoint's model as a jax.export artifact",
-                       description="Write the model of the latest checkpoint in --checkpoint-dir as a serialized "
-                                   "jax.export artifact with a symbolic batch (any batch size), plus a JSON sidecar "
-                                   "FILE.json with its platforms, shapes, versions and BLAKE2b checksum; "
-                                   "cnnjax.load_export(FILE) or jax.export.deserialize loads it.")
-    x.add_argument("--checkpoint-dir", required=True, metavar="DIR", help="folder written by `cnnjax train`")
-    x.add_argument("--out", required=True, metavar="FILE", help="artifact file to write (and FILE.json)")
-    x.add_argument("--model", default=None, choices=model_names, metavar="NAME",
-                   help="model name (default: the one the checkpoint names)")
-    x.add_argument("--platforms", default=None, metavar="LIST",
-                   help="comma-separated platforms to lower for, from cpu, cuda, rocm, tpu (default: cpu and the "
-                        "platform of this machine)")
-    x.add_argument("--input-dtype", choices=["float32", "uint8"], default="float32",
-                   help="what the artifact takes: float32 images in [0, 1], or uint8 images 0..255 (default "
-                        "float32)")
-    x.add_argument("--probabilities", action="store_true", help="output softmax probabilities instead of logits")
-    x.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
-    x.add_argument("--member", type=int, default=None, metavar="I",
-                   help="which member of an ensemble checkpoint to export")
-    x.set_defaults(func=_export)
-
-    s = sub.add_parser("summary", help="print a Keras-style layer table of a model",
-                       description="Print a model's layers, output shapes and parameter counts.")
-    s.add_argument("--model", required=True, choices=model_names, metavar="NAME",
-                   help=f"model name: {', '.join(model_names)}")
-    s.add_argument("--formulas", action="store_true", help="show the shape and parameter formulas")
-    s.set_defaults(func=_summary)
-
-    try:
-        from cnnjax.data.cli import add_subcommands
-        add_subcommands(sub)
-    except ImportError:   # pragma: no cover - data CLI not installed
-        pass
-    from cnnjax.viz.cli import add_subcommands as add_plot_subcommands
-    add_plot_subcommands(sub)
-    return parser
-
-
-def version_line() -> str:
-    """``cnnjax <version> (jax <version>, flax <version>)``."""
-    import flax
-    import jax
-
-    from cnnjax.version import __version__
-    return f"cnnjax {__version__} (jax {jax.__version__}, flax {flax.__version__})"
-
-
-class UsageError(ValueError):
-    pass
 
 
 def _check_dataset(name, args, splits_needed):
@@ -261,8 +155,7 @@ def _check_writable_file(path):
 
 
 def _load(dataset, split, args):
-    from cnnjax.data import load
-    return load(dataset, split, data_dir=args.data_dir, as_uint8=True)
+    return load_from_flags(dataset, split, args, as_uint8=True)
 
 
 def _train(args) -> int:
@@ -389,50 +282,9 @@ def _train(args) -> int:
     return 0
 
 
-class MetricsFile:
-    """`--metrics-out`: one JSON line per epoch, in epoch order, one line per epoch. Writing epoch E drops any
-    line of epoch E or later (a resumed run that fell back to an older checkpoint trains those epochs again), and
-    the whole file is replaced atomically. On resume, the epochs of the checkpoint's `history` that the file
-    lacks (a run killed between an epoch's checkpoint and its line) are written back first."""
-
-    def __init__(self, path: str, *, resume: bool, history: dict | None = None):
-        self.path = path
-        self.records: list[dict] = []
-        if resume and os.path.exists(path):
-            with open(path) as f:
-                for text in f:
-                    try:
-                        record = json.loads(text)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict) and "epoch" in record:
-                        self.records.append(record)
-        have = {r["epoch"] for r in self.records}
-        for i, epoch in enumerate((history or {}).get("epoch", [])):
-            if epoch not in have:
-                self.records.append({k: v[i] for k, v in history.items() if i < len(v)})
-        self.records.sort(key=lambda r: r["epoch"])
-        self._flush()
-
-    def write(self, record: dict) -> None:
-        self.records = [r for r in self.records if r["epoch"] < record["epoch"]] + [dict(record)]
-        self._flush()
-
-    def _flush(self) -> None:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".metrics-", delete=False) as f:
-            for record in self.records:
-                f.write(_metric_line(record) + "\n")
-        os.replace(f.name, self.path)
 
 
-def _metric_line(record: dict) -> str:
-    line = {k: v for k, v in record.items() if not k.endswith("_members")}
-    line.update({k: v for k, v in record.items() if k.endswith("_members")})
-    return json.dumps(line)
-
-
-def _restore(name, checkpoint_dir):
+def restore_latest(name, checkpoint_dir):
     """(model, model name, Checkpointer, params, batch_stats, meta) of the latest checkpoint in `checkpoint_dir`,
     checked against model `name` (None: the model the checkpoint names). The caller closes the Checkpointer."""
     import jax
@@ -472,7 +324,7 @@ def _evaluate(args) -> int:
     from cnnjax.train.state import TrainState
 
     dataset = _check_dataset(args.model, args, (args.split,))
-    model, _, ckpt, params, batch_stats, meta = _restore(args.model, args.checkpoint_dir)
+    model, _, ckpt, params, batch_stats, meta = restore_latest(args.model, args.checkpoint_dir)
     split = _load(dataset, args.split, args)
     n_members = meta.get("ensemble", 1)
     full = TrainState(step=np.zeros((n_members,) if n_members > 1 else (), np.int32), params=params,
@@ -491,91 +343,3 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _export(args) -> int:
-    import numpy as np
-    from cnnjax import models
-    from cnnjax.artifact import export
-    from cnnjax.train import member
-    from cnnjax.train.state import TrainState
-
-    from cnnjax.artifact import PLATFORMS
-
-    if args.member is not None and args.member < 0:
-        raise UsageError(f"--member must be >= 0, got {args.member}")
-    platforms = None if args.platforms is None else [p.strip() for p in args.platforms.split(",")]
-    for p in platforms or ():          # all said before the checkpoint is read
-        if p not in PLATFORMS:
-            raise UsageError(f"--platforms: unknown platform {p!r}; valid: {', '.join(PLATFORMS)} (comma-separated, "
-                             "e.g. cpu,cuda)")
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out!r} cannot be written (folder {folder!r} missing or read-only, or "
-                         f"{args.out!r} is a folder)")
-    model, name, ckpt, params, batch_stats, meta = _restore(args.model, args.checkpoint_dir)
-    step = ckpt.latest_step()
-    ckpt.close()
-    n_members = meta.get("ensemble", 1)
-    state = TrainState(step=np.zeros((n_members,) if n_members > 1 else (), np.int32), params=params,
-                       opt_state=None, batch_stats=batch_stats, rng=None)
-    if n_members > 1:
-        if args.member is None or args.member >= n_members:
-            raise UsageError(f"{args.checkpoint_dir!r} holds an ensemble of {n_members} models; pick one with "
-                             f"--member 0..{n_members - 1}")
-        state = member(state, args.member)
-    elif args.member not in (None, 0):
-        raise UsageError(f"--member {args.member}: {args.checkpoint_dir!r} holds one model, not an ensemble")
-    info = export(model, state, args.out, input_shape=models.input_shape(name), platforms=platforms,
-                  dtype=None if args.dtype == "float32" else args.dtype, input_dtype=args.input_dtype,
-                  probabilities=args.probabilities)
-    print(f"wrote {args.out} ({info['bytes']:,} bytes; {name}, checkpoint step {step}"
-          f"{f', member {args.member}' if n_members > 1 else ''}; platforms {', '.join(info['platforms'])}; "
-          f"input [N, {', '.join(map(str, info['input']['shape'][1:]))}] {info['input']['dtype']}; "
-          f"{info['output']['kind']}) and {args.out}.json")
-    return 0
-
-
-def _summary(args) -> int:
-    from cnnjax import models
-    from cnnjax.model_summary import summary
-    print(summary(models.get(args.model), models.input_shape(args.model), formulas=args.formulas, name=args.model))
-    return 0
-
-
-def run_command(args, name: str) -> int:
-    """``args.func(args)`` with a user's mistakes reported as one line on stderr, ``{name}: error: ...``, and an
-    exit status (2: a usage or data error, 3: a non-finite loss, 130: interrupted) instead of a traceback. Shared
-    by `cnnjax`, `python -m cnnjax.data` and `python -m cnnjax.viz`."""
-    from cnnjax.train import CheckpointMismatchError, NonFiniteLossError
-    from cnnjax.train.checkpoint import NonFiniteStateError
-    try:
-        from cnnjax.data import DataNotFoundError
-    except ImportError:  # pragma: no cover
-        DataNotFoundError = FileNotFoundError
-    prefix = f"{name}: error:"
-    try:
-        return args.func(args)
-    except (NonFiniteLossError, NonFiniteStateError) as e:
-        print(f"{prefix} {e}", file=sys.stderr)
-        return 3
-    except (UsageError, CheckpointMismatchError, ValueError, TypeError, DataNotFoundError) as e:
-        print(f"{prefix} {e}", file=sys.stderr)
-        return 2
-    except OSError as e:           # a file named on the command line that is missing, unreadable or unwritable
-        print(f"{prefix} {e.filename!r}: {e.strerror}" if e.filename and e.strerror else f"{prefix} {e}",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{name}: interrupted", file=sys.stderr)
-        return 130
-
-
-def main(argv=None) -> int:
-    """Entry point of the `cnnjax` console script; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return run_command(args, f"cnnjax {args.command}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
