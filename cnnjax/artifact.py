@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
+from cnnjax.functional.images import as_float_images
 from cnnjax.params import check_model
 from cnnjax.version import __version__
 
@@ -159,8 +160,7 @@ def _inference(fn: str, model, variables, input_shape, *, dtype, input_dtype, pr
     cast = None if compute == "float32" else jnp.dtype(compute)
 
     def apply(variables, images):
-        from cnnjax.train.steps import prepare_images      # uint8 -> x / 255; float unchanged; then `cast`
-        out = model.apply(variables, prepare_images(images, cast), train=False).astype(jnp.float32)
+        out = model.apply(variables, as_float_images(images, cast), train=False).astype(jnp.float32)
         return jax.nn.softmax(out, axis=-1) if probabilities else out
 
     out = jax.eval_shape(apply, variables, jax.ShapeDtypeStruct((1, *shape), input_dtype))

@@ -49,7 +49,8 @@ def gradients(x_stats, x, y, widths=None):
     import jax.numpy as jnp
 
     from cnnjax.train.recipes import cifar10_speedrun
-    from cnnjax.train.steps import cross_entropy, loss_scale_for, prepare_images, scaled_value_and_grad
+    from cnnjax.functional import as_float_images, softmax_cross_entropy
+    from cnnjax.train.steps import loss_scale_for, scaled_value_and_grad
 
     base = dict(batch_size=len(x), whiten_images=len(x_stats), whiten_sample="first")
     if widths is not None:
@@ -61,13 +62,13 @@ def gradients(x_stats, x, y, widths=None):
     for name, overrides in (("float32", {}),) + VARIANTS:
         dtype = overrides.get("dtype")
         model = recipe.model if dtype is None else recipe.model.clone(dtype=jnp.dtype(dtype))
-        batch = prepare_images(jnp.asarray(x), None if dtype is None else jnp.dtype(dtype))
+        batch = as_float_images(jnp.asarray(x), None if dtype is None else jnp.dtype(dtype))
         scale = overrides.get("loss_scale", loss_scale_for(None if dtype is None else jnp.dtype(dtype), len(x)))
 
         def loss(params, model=model, batch=batch):
             logits, _ = model.apply({"params": params, "batch_stats": state.batch_stats}, batch, train=True,
                                     mutable=["batch_stats"])
-            return cross_entropy(logits, labels, recipe.label_smoothing).mean(), None
+            return softmax_cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing).mean(), None
 
         _, grads = jax.jit(scaled_value_and_grad(loss, scale))(state.params)
         out[name] = {f"{layer}/{leaf}": np.asarray(g, np.float64) for layer, leaves in grads.items()

@@ -13,7 +13,7 @@ from cnnjax.params import count_variables
 from cnnjax.train import averaging, create_state, evaluate, fit
 from cnnjax.train.recipes import (MNIST, SpeedrunSettings, cifar10_speedrun, lr_factor, mnist_speedrun,
                                   param_labels, speedrun_optimizer, whitening_sample)
-from cnnjax.train.steps import cross_entropy
+from cnnjax.functional import softmax_cross_entropy
 from cnnjax.train.tta import tta_logits
 
 
@@ -340,7 +340,7 @@ def test_mnist_init_bfloat16_gradients_track_float32():
         def loss(p):
             logits, _ = model.apply({"params": p, "batch_stats": state.batch_stats}, batch, train=True,
                                     mutable=["batch_stats"])
-            return cross_entropy(logits, y, 0.2).mean()
+            return softmax_cross_entropy(logits, y, label_smoothing=0.2).mean()
         g = jax.jit(jax.grad(loss))(state.params)
         return {name: float(jnp.linalg.norm(g[name]["bias"])) for name in ("whiten", "block1_norm1")}
 

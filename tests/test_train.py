@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax.train import (NonFiniteLossError, create_state, cross_entropy, epoch_order, evaluate, fit,
+from cnnjax.train import (NonFiniteLossError, create_state, epoch_order, evaluate, fit,
                           make_eval_step, make_optimizer, make_schedule, make_train_chunk, make_train_step)
 from test_parallel_worker import TinyCNN, toy_data
 
@@ -74,7 +74,13 @@ def test_optimizer_errors(call, match):
 
 
 # ---------------------------------------------------------------- loss and one step by hand
-def test_cross_entropy_matches_numpy_with_label_smoothing():
+def test_the_training_loss_matches_numpy_with_label_smoothing():
+    """The steps' loss is cnnjax.functional.softmax_cross_entropy (one home), checked against the formula."""
+    from cnnjax.functional import softmax_cross_entropy
+
+    def cross_entropy(logits, labels, eps=0.0):
+        return softmax_cross_entropy(logits, labels, label_smoothing=eps)
+
     rng = np.random.default_rng(0)
     logits, labels, eps = rng.normal(size=(5, 4)).astype(np.float32), np.array([0, 3, 1, 1, 2]), 0.2
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))

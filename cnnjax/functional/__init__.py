@@ -6,6 +6,7 @@ from cnnjax.functional.activations import ACTIVATIONS, get_activation
 from cnnjax.functional.augment import compose, cutout, from_spec, random_crop, random_flip, random_translate
 from cnnjax.functional.conv import conv, conv1d, conv2d, conv3d, conv_transpose
 from cnnjax.functional.dense import dense, dropout, flatten
+from cnnjax.functional.images import as_float_images
 from cnnjax.functional.losses import accuracy, softmax_cross_entropy
 from cnnjax.functional.norm import batch_moments, batch_norm
 from cnnjax.functional.pool import (avg_pool, channel_max_pool, global_avg_pool, global_max_pool, max_pool,
@@ -16,5 +17,5 @@ __all__ = [
     "max_pool", "avg_pool", "min_pool", "global_avg_pool", "global_max_pool", "channel_max_pool",
     "dense", "flatten", "dropout", "softmax_cross_entropy", "accuracy",
     "batch_moments", "batch_norm", "get_activation", "ACTIVATIONS",
-    "random_flip", "random_translate", "random_crop", "cutout", "compose", "from_spec",
+    "random_flip", "random_translate", "random_crop", "cutout", "compose", "from_spec", "as_float_images",
 ]

@@ -13,13 +13,13 @@ from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
 from .recipes import Recipe, cifar10_speedrun, mnist_speedrun, run_recipe
 from .state import TrainState, create_state, param_signature
-from .steps import cross_entropy, make_eval_step, make_train_chunk, make_train_step, prepare_images
+from .steps import make_eval_step, make_train_chunk, make_train_step
 
 __all__ = [
     "CheckpointMismatchError", "Checkpointer", "initialize", "create_ensemble", "member", "per_example_grads",
     "vmap_eval_step", "vmap_train_step", "with_update_scale", "LOOPS", "NonFiniteLossError", "epoch_order",
     "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
-    "make_strategy", "TrainState", "create_state", "param_signature", "cross_entropy", "make_eval_step",
-    "make_train_chunk", "make_train_step", "prepare_images", "Recipe", "cifar10_speedrun", "mnist_speedrun",
+    "make_strategy", "TrainState", "create_state", "param_signature", "make_eval_step",
+    "make_train_chunk", "make_train_step", "Recipe", "cifar10_speedrun", "mnist_speedrun",
     "run_recipe", "cpu_speed", "EarlyStopping", "predict", "averaging", "recipes", "tta",
 ]

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from .state import TrainState, create_state
-from .steps import cross_entropy, prepare_images
+from cnnjax.functional.images import as_float_images
+from cnnjax.functional.losses import softmax_cross_entropy
 
 
 def with_update_scale(tx: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -60,7 +61,7 @@ def member(state: TrainState, i: int) -> TrainState:
 def per_example_grads(model, params, images, labels, *, batch_stats=None, label_smoothing: float = 0.0):
     """Gradients of each example's own loss: a params-shaped tree with leading axis N.
 
-    g_i = d/dparams cross_entropy(model(params, images[i:i+1]), labels[i]), computed as
+    g_i = d/dparams softmax_cross_entropy(model(params, images[i:i+1]), labels[i]), computed as
     ``vmap(grad(loss_of_one_example))`` with the model in inference mode (``train=False``: running BatchNorm
     statistics, no dropout), so g_i does not depend on the other rows. The mean over i equals the gradient of
     the batch-mean loss. images: [N, H, W, C] (uint8 or float), labels: int [N].
@@ -68,7 +69,7 @@ def per_example_grads(model, params, images, labels, *, batch_stats=None, label_
     variables_extra = {"batch_stats": batch_stats} if batch_stats else {}
 
     def one_loss(p, x, y):
-        logits = model.apply({"params": p, **variables_extra}, prepare_images(x[None]), train=False)
-        return cross_entropy(logits, y[None], label_smoothing)[0]
+        logits = model.apply({"params": p, **variables_extra}, as_float_images(x[None]), train=False)
+        return softmax_cross_entropy(logits, y[None], label_smoothing=label_smoothing)[0]
 
     return jax.vmap(jax.grad(one_loss), in_axes=(None, 0, 0))(params, images, labels)

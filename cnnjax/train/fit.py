@@ -43,6 +43,7 @@ import jaxlib
 import numpy as np
 import optax
 
+from cnnjax.functional.images import as_float_images
 from cnnjax.nnx.adapter import as_linen, is_nnx, update as nnx_update
 from cnnjax.params import check_model
 
@@ -57,7 +58,7 @@ from .optim import check_number, make_optimizer
 from .parallel import Strategy, make_strategy, warn_note
 from .state import TrainState, create_state
 from .callbacks import wants_stop
-from .steps import TTA_MODES, prepare_images
+from .steps import TTA_MODES
 from .stream import BatchStream, is_stream
 
 LOOPS = ("auto", "measure", "scan", "step", "unroll")
@@ -94,7 +95,7 @@ def as_arrays(data, *, fn: str = "fit", arg: str = "data", examples: str = "exam
 
 
 def _check_image_range(fn, arg, images: np.ndarray) -> None:
-    """The steps divide uint8 images by 255 and take float images as they are (`steps.prepare_images`), so float
+    """The steps divide uint8 images by 255 and take float images as they are (`cnnjax.functional.as_float_images`), so float
     images must already be in [0, 1]: ValueError where they look like 0..255 (one max over the host array), and
     TypeError for other dtypes (int images would reach the model unscaled)."""
     if images.dtype == np.uint8:
@@ -823,7 +824,7 @@ def predict(model, state, images, *, batch_size: int = 1000, probabilities: bool
     if not isinstance(probabilities, (bool, np.bool_)):
         raise TypeError(f"predict: probabilities must be True or False, got {probabilities!r}.")
     variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
-    apply = jax.jit(lambda v, x: model.apply(v, prepare_images(x, dtype), train=False).astype(jnp.float32))
+    apply = jax.jit(lambda v, x: model.apply(v, as_float_images(x, dtype), train=False).astype(jnp.float32))
     b = min(batch_size, len(images))
     out = []
     for start in range(0, len(images), b):

@@ -20,28 +20,15 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from cnnjax.functional.images import as_float_images
+from cnnjax.functional.losses import softmax_cross_entropy
+
 from .cpu_speed.swap import with_cpu_forms
 from .state import TrainState
 from .tta import TTA_MODES, tta_logits
 
 
 AUGMENT_STREAM = 0x61756720   # folded into a step's dropout key for its augmentation key ("aug ")
-
-
-def prepare_images(images: jax.Array, dtype=None) -> jax.Array:
-    """uint8 NHWC -> float in [0, 1] (x / 255); float input unchanged; then cast to `dtype` if given."""
-    x = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
-    return x.astype(dtype) if dtype is not None else x
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """Per-example smoothed cross-entropy, float32[N], from logits float[N, C] and int labels [N]."""
-    logits = logits.astype(jnp.float32)
-    num_classes = logits.shape[-1]
-    targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-    if label_smoothing:
-        targets = optax.smooth_labels(targets, label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
 
 
 def _variables(state_params, batch_stats):
@@ -106,7 +93,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
             key = jax.random.fold_in(key, lax.axis_index(axis_name))
         if augment is not None:
             images = augment(jax.random.fold_in(key, AUGMENT_STREAM), images)
-        x = prepare_images(images, dtype)
+        x = as_float_images(images, dtype)
 
         def loss_fn(params):
             variables = _variables(params, state.batch_stats)
@@ -117,7 +104,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *, label_smoothing:
             else:
                 logits = model.apply(variables, x, train=True, rngs={"dropout": key})
                 new_stats = state.batch_stats
-            loss = cross_entropy(logits, labels, label_smoothing).mean()
+            loss = softmax_cross_entropy(logits, labels, label_smoothing=label_smoothing).mean()
             return loss, (logits, new_stats)
 
         scale = loss_scale_for(dtype, images.shape[0]) if loss_scale is None else float(loss_scale)
@@ -176,8 +163,8 @@ def make_eval_step(model, *, label_smoothing: float = 0.0, dtype=None, axis_name
         return tta_logits(partial(apply, variables), x, tta)
 
     def eval_step(state: TrainState, images, labels, weights):
-        logits = logits_of(_variables(state.params, state.batch_stats), prepare_images(images, dtype))
-        losses = cross_entropy(logits, labels, label_smoothing)
+        logits = logits_of(_variables(state.params, state.batch_stats), as_float_images(images, dtype))
+        losses = softmax_cross_entropy(logits, labels, label_smoothing=label_smoothing)
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         out = {"loss_sum": jnp.sum(losses * weights), "correct": jnp.sum(correct * weights),
                "count": jnp.sum(weights)}
