@@ -2,14 +2,10 @@
 
 jaxlib's XLA:CPU hands convolutions (above a size) to YNNPACK by default (the library fusion type
 ``individual_convolution``; the default list is ``reduce, individual_dot, individual_convolution`` in jax
-0.10.2). For the convolutions of the zoo's CNNs that is the slower choice on the two CPUs where
-this was measured (2-core VMs). Forward + backward of the Flax example's 32->64 3x3 layer at batch 128 takes 10.7 ms
-with XLA's kernels against 35.8 ms with YNNPACK's on an Intel Xeon (Sapphire Rapids; cnnjax's split-gradient
-form: 12.5 against 23.6 ms; ``experiments/bench_cpu_ops.py``), and a whole training step runs 1.12-1.29x
-faster there for the Flax example CNN, 1.40-1.49x for mnist_cnn2 and 1.10-1.15x for ResNet-20; on an AMD EPYC
-(Zen 5) 1.35x, 1.41-1.61x and 1.10-1.22x (``experiments/SPEED.md``). Those are jax
-0.10.2's figures; with jax 0.12.0.1 the option is accepted and changes nothing measurable (its YNNPACK
-convolutions are as fast as XLA's kernels there). The other YNNPACK fusions (reductions, matrix products) stay as they are.
+0.10.2). For the convolutions of the zoo's CNNs XLA's own kernels were the faster choice on the CPUs where this
+was measured (the figures, per layer and per training step, and the jax versions where it makes no difference,
+are in ``experiments/SPEED.md``; ``experiments/bench_cpu_ops.py`` measures them). The other YNNPACK fusions
+(reductions, matrix products) stay as they are.
 
 :func:`cpu_compiler_options` is the ``compiler_options`` argument of ``jax.jit`` that does this: the default list
 without ``individual_convolution``. A jaxlib whose default differs or whose option names differ is detected, not

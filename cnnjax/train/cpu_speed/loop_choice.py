@@ -117,9 +117,8 @@ def measure_loops(strategy, placed, batches: Callable[[int], tuple], *, batch_si
     scan - 1) are used. `unroll`: the unrolled chunk's length (that of the run, so its compilation is reused);
     None: not measured (nor where the strategy has no unrolled form).
     The scan is first timed over ``SCAN_PROBE_STEPS`` steps, which is enough to see XLA:CPU's slow scans of
-    convolutions; a call that short also pays its fixed per-call cost over two steps only, so it reads low (the
-    CIFAR-10 CNN on the 2-core CPU with jax 0.12: 2,270 images/s, against 3,438 in steady state in the run's
-    78-step chunks, where the unrolled chunks of 6 ran 2,753; experiments/SPEED.md). `scan`: the run's scan
+    convolutions; a call that short also pays its fixed per-call cost over two steps only, so it reads low
+    (an example is in experiments/SPEED.md). `scan`: the run's scan
     length; where the short scan loses, but by less than ``SCAN_CONTENDS``, and a call of that length would
     take at most ``LONG_SCAN_SECONDS`` at the fastest form's rate, the scan is timed again at that length (its
     compilation is the run's) and that figure is the one returned. (Where the short scan already wins, a
