@@ -87,7 +87,7 @@ def dataset(name: str) -> str:
     return info(name).dataset
 
 
-_NOTES = "the lecture notes (SEED_EXAMPLES.md, Models)"
+_NOTES = "the CNN lecture notes' Keras models"
 register("mnist_cnn", lecture.mnist_cnn, input_shape=(28, 28, 1), dataset="mnist", params=693_962, source=_NOTES)
 register("mnist_cnn2", lecture.mnist_cnn2, input_shape=(28, 28, 1), dataset="mnist", params=121_930,
          source=_NOTES)
