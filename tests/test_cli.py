@@ -195,7 +195,7 @@ def test_limit_keeps_every_class_of_a_class_sorted_set(monkeypatch, capsys):
 
     import cnnjax.cli.train_commands
     import cnnjax.train
-    from cnnjax.data.load import Split
+    from cnnjax.data.loading import Split
 
     sorted_train = Split(np.zeros((1000, 28, 28, 1), np.uint8), np.repeat(np.arange(10), 100).astype(np.int32),
                          tuple("0123456789"))

@@ -20,7 +20,7 @@ import pytest
 from cnnjax.data import DataNotFoundError, load
 from cnnjax.data.cifar import CIFAR10_CLASSES
 
-load_module = importlib.import_module("cnnjax.data.load")  # the module (cnnjax.data.load is the function)
+load_module = importlib.import_module("cnnjax.data.loading")
 download_module = importlib.import_module("cnnjax.data.download")
 SHARED = Path(os.environ.get("CNNJAX_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # ../shared/data/README.md

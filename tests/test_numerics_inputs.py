@@ -20,7 +20,7 @@ from cnnjax import models
 from cnnjax.data.folder import load_image_folder
 from cnnjax.data.idx import read_idx_pair
 
-load_module = importlib.import_module("cnnjax.data.load")
+load_module = importlib.import_module("cnnjax.data.loading")
 
 
 # --- 1. float16/bfloat16 sums and means accumulate in float32 ------------------------------------------------

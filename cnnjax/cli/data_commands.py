@@ -16,7 +16,7 @@ from cnnjax.cli.errors import run_command
 
 def _import(args) -> int:
     from cnnjax.data.cache import cache_file
-    from cnnjax.data.load import default_data_dir
+    from cnnjax.data.loading import default_data_dir
     from cnnjax.data.prepare import prepare_from_files
 
     prepared = args.prepared_dir or default_data_dir()

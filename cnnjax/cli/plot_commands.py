@@ -69,7 +69,7 @@ def _curves(args) -> int:
 
 
 def _features(args) -> int:
-    from cnnjax.viz.feature_maps import feature_maps, plot_feature_maps
+    from cnnjax.viz.maps import feature_maps, plot_feature_maps
 
     model, shape, variables, where = _model_and_variables(args)
     image, what = _image(args, shape)

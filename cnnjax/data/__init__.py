@@ -6,7 +6,7 @@ from cnnjax.data import device
 from cnnjax.data.cifar import CIFAR10_CLASSES, read_cifar10
 from cnnjax.data.folder import load_image_folder
 from cnnjax.data.idx import read_idx, read_idx_pair
-from cnnjax.data.load import Split, default_data_dir, load
+from cnnjax.data.loading import Split, default_data_dir, load
 from cnnjax.data.sources import KNOWN_DATASETS, DataNotFoundError
 from cnnjax.data.tfds_prepared import is_prepared, prepared_path
 

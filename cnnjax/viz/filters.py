@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from cnnjax import _args
 from cnnjax.viz._figure import panel_grid, save, show_grey
-from cnnjax.viz.feature_maps import as_variables
+from cnnjax.viz.maps import as_variables
 
 __all__ = ["conv_kernels", "plot_filters"]
 

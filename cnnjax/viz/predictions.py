@@ -13,7 +13,7 @@ from cnnjax.layers.sequential import takes_train
 from cnnjax.nnx.adapter import as_linen, is_nnx
 from cnnjax import _args
 from cnnjax.viz._figure import as_image, names_or_indices, panel_grid, save
-from cnnjax.viz.feature_maps import as_variables
+from cnnjax.viz.maps import as_variables
 
 __all__ = ["predict", "plot_predictions"]
 
