@@ -4,8 +4,8 @@
 """
 from cnnjax.functional.activations import ACTIVATIONS, get_activation
 from cnnjax.functional.augment import compose, cutout, from_spec, random_crop, random_flip, random_translate
-from cnnjax.functional.conv import conv, conv1d, conv2d, conv3d, conv_transpose
-from cnnjax.functional.dense import dense, dropout, flatten
+from cnnjax.functional.conv_ops import conv, conv1d, conv2d, conv3d, conv_transpose
+from cnnjax.functional.dense_ops import dense, dropout, flatten
 from cnnjax.functional.images import as_float_images
 from cnnjax.functional.losses import accuracy, softmax_cross_entropy
 from cnnjax.functional.norm import batch_moments, batch_norm
