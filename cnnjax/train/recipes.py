@@ -379,8 +379,8 @@ def run_recipe(recipe: Recipe, train, test=None, *, seed: int = 0, progress: boo
 
     Returns a dict: ``state``, ``history`` (fit's), ``train_seconds`` (wall seconds of ``fit`` and ``finish``,
     compilation included: ``fit`` compiles its step in the first epoch), ``test_acc``, ``test_acc_tta`` (None
-    without ``test``; equal to ``test_acc`` where the recipe has no TTA), ``eval_seconds`` (the TTA evaluation's
-    wall seconds, compilation included), ``tta``, ``seed``, ``epochs``, ``steps``, ``train_loss`` (per epoch)
+    without ``test``; equal to ``test_acc`` where the recipe has no TTA), ``eval_seconds`` (wall seconds of the
+    evaluation with the recipe's TTA, or of the plain one where it has none; compilation included), ``tta``, ``seed``, ``epochs``, ``steps``, ``train_loss`` (per epoch)
     and ``settings``.
     """
     t0 = time.perf_counter()
@@ -393,10 +393,12 @@ def run_recipe(recipe: Recipe, train, test=None, *, seed: int = 0, progress: boo
            "epochs": recipe.epochs, "steps": recipe.total_steps, "train_loss": list(history.get("loss", [])),
            "settings": dict(recipe.settings)}
     if test is not None:
-        plain = dict(recipe.eval_kwargs, tta=None)
-        out["test_acc"] = evaluate(recipe.model, state, test, **plain)["accuracy"]
         t1 = time.perf_counter()
-        out["test_acc_tta"] = (evaluate(recipe.model, state, test, **recipe.eval_kwargs)["accuracy"]
-                               if recipe.tta is not None else out["test_acc"])
+        out["test_acc"] = evaluate(recipe.model, state, test, **dict(recipe.eval_kwargs, tta=None))["accuracy"]
+        if recipe.tta is None:
+            out["test_acc_tta"] = out["test_acc"]
+        else:
+            t1 = time.perf_counter()
+            out["test_acc_tta"] = evaluate(recipe.model, state, test, **recipe.eval_kwargs)["accuracy"]
         out["eval_seconds"] = time.perf_counter() - t1
     return out
