@@ -27,7 +27,8 @@ _FORMAT_ALIASES = {
 _RANK_NAMES = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """Whether ``value`` is an int: a Python or NumPy integer, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -35,7 +36,7 @@ def check_int(value, name: str, fn: str, *, minimum: int = 1) -> int:
     """``value`` as a Python int where it is an int (Python or NumPy, not a bool) ``>= minimum``; the one check of
     an int argument's range. TypeError for anything else than an int, ValueError for a smaller one, both saying
     ``"{fn}: {name} must be an int >= {minimum}, got {value!r}."``"""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
     if value < minimum:
         raise ValueError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
@@ -52,7 +53,7 @@ def is_symbolic(value) -> bool:
 
 def is_dim(value) -> bool:
     """An array dimension size: an int (Python or NumPy, not a bool) or a ``jax.export`` symbolic size."""
-    return _is_int(value) or is_symbolic(value)
+    return is_int(value) or is_symbolic(value)
 
 
 def as_dim(value):
@@ -90,9 +91,9 @@ def dim_max(a, b):
 
 def as_int_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> Tuple[int, ...]:
     """Turns an int or a sequence of ``n`` ints into a tuple of ``n`` ints, each at least ``minimum``."""
-    if _is_int(value):
+    if is_int(value):
         values = (int(value),) * n
-    elif isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
+    elif isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
         values = tuple(int(v) for v in value)
         if len(values) != n:
             raise ValueError(
@@ -151,12 +152,12 @@ def padding(value: Padding, n: int, fn: str) -> Union[str, Pairs]:
                 f"{fn}: unknown padding={value!r}; use 'valid', 'same', an int, one int per spatial axis, "
                 f"or one (low, high) pair per spatial axis.")
         return key
-    if _is_int(value):
+    if is_int(value):
         pairs = ((int(value), int(value)),) * n
-    elif isinstance(value, (tuple, list)) and len(value) == n and all(_is_int(v) for v in value):
+    elif isinstance(value, (tuple, list)) and len(value) == n and all(is_int(v) for v in value):
         pairs = tuple((int(v), int(v)) for v in value)
     elif (isinstance(value, (tuple, list)) and len(value) == n
-          and all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(v) for v in p) for p in value)):
+          and all(isinstance(p, (tuple, list)) and len(p) == 2 and all(is_int(v) for v in p) for p in value)):
         pairs = tuple((int(lo), int(hi)) for lo, hi in value)
     else:
         raise ValueError(

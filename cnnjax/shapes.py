@@ -46,7 +46,7 @@ def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
 
 def _int_arg(value, name, fn, *, minimum=1) -> int:
     """One int argument (a Python or NumPy int, not a bool) of at least ``minimum``, as a Python int."""
-    if not _args._is_int(value):
+    if not _args.is_int(value):
         raise TypeError(f"{fn}: {name} must be an int, got {value!r}.")
     if value < minimum:
         raise ValueError(f"{fn}: {name}={value!r} must be >= {minimum}.")
@@ -205,7 +205,7 @@ def conv_pairs(input_shape, kernel_shape, strides=1, padding="valid", dilation=1
     ksize, k_in, filters = kernel_shape[:-2], kernel_shape[-2], kernel_shape[-1]
     strides = _args.as_int_tuple(strides, n, "strides", fn)
     dilation = _args.as_int_tuple(dilation, n, "dilation", fn)
-    if not _args._is_int(groups) or groups < 1:
+    if not _args.is_int(groups) or groups < 1:
         raise ValueError(f"{fn}: groups={groups!r} must be an int >= 1.")
     groups = int(groups)
     if _args.surely(lambda: channels % groups >= 1):
@@ -366,7 +366,7 @@ def pool_geometry(input_shape, pool_size, strides=None, padding="valid", data_fo
                   ceil_mode=False, fn="pool"):
     """Checks a pooling's arguments; returns (output shape, window, strides, pairs, extra, format)."""
     input_shape = _shape_tuple(input_shape, "input_shape", fn)
-    if not isinstance(pool_size, (tuple, list)) and not _args._is_int(pool_size):
+    if not isinstance(pool_size, (tuple, list)) and not _args.is_int(pool_size):
         raise TypeError(f"{fn}: pool_size must be an int or a sequence of ints, got {pool_size!r}.")
     spatial_axes = len(input_shape) - 2
     if isinstance(pool_size, (tuple, list)) and spatial_axes in (1, 2, 3) and len(pool_size) != spatial_axes:

@@ -76,7 +76,7 @@ def _images(images, fn: str):
 
 
 def _nonnegative_int(value, name: str, fn: str) -> int:
-    if not _args._is_int(value):
+    if not _args.is_int(value):
         raise TypeError(f"{fn}: {name} must be an int >= 0 (a Python or NumPy int), got {checks.describe(value)}.")
     if value < 0:
         raise ValueError(f"{fn}: {name}={value!r} must be an int >= 0.")

@@ -54,9 +54,9 @@ def _valid_axes(ndim: int) -> str:
 def axes(value, ndim: int, name: str, fn: str):
     """An axis (int) or axes (sequence of ints) of an array of rank ``ndim``, each in ``[-ndim, ndim)`` and none
     repeated; returns them non-negative (an int or a tuple, as given)."""
-    single = _args._is_int(value)
+    single = _args.is_int(value)
     items = (value,) if single else value
-    if not single and not (isinstance(items, (tuple, list)) and all(_args._is_int(a) for a in items)):
+    if not single and not (isinstance(items, (tuple, list)) and all(_args.is_int(a) for a in items)):
         raise TypeError(f"{fn}: {name} must be an int or a sequence of ints, got {value!r}.")
     for a in items:
         if not -ndim <= a < ndim:
