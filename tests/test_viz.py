@@ -44,8 +44,11 @@ def test_feature_maps_by_path_keras_name_and_index(tiny):
     np.testing.assert_array_equal(viz.feature_maps(model, variables, image, "max_pooling2d"), by_path)
     np.testing.assert_array_equal(viz.feature_maps(model, variables, image, 1), by_path)
     np.testing.assert_array_equal(viz.feature_maps(model, variables, image, -3), by_path)
-    with pytest.raises(ValueError, match="feature_maps: no layer named 'conv9'"):
+    with pytest.raises(ValueError, match="feature_maps: no layer named 'conv9'; the layers are conv2d, "
+                       "max_pooling2d, flatten, dense"):
         viz.feature_maps(model, variables, image, "conv9")
+    assert viz.layer_paths(model, image.shape) == {"conv2d": "layers_0", "max_pooling2d": "layers_1",
+                                                   "flatten": "layers_2", "dense": "layers_3"}
     with pytest.raises(ValueError, match="layer=7 is out of range"):
         viz.feature_maps(model, variables, image, 7)
     with pytest.raises(ValueError, match="one image"):
@@ -193,13 +196,16 @@ def test_cli_curves_features_filters(tmp_path):
                          "max_pooling2d", "--max-maps", "8", "--out", str(tmp_path / "f.png")]) == 0
     assert viz_cli.main(["filters", "--model", "mnist_cnn", "--layer", "Conv2D_0", "--max-maps", "8", "--out",
                          str(tmp_path / "w.png")]) == 0
+    assert viz_cli.main(["filters", "--model", "mnist_cnn", "--layer", "conv2d", "--max-maps", "8", "--out",
+                         str(tmp_path / "w2.png")]) == 0          # the summary's name of the same layer
+    assert (tmp_path / "w2.png").read_bytes() == (tmp_path / "w.png").read_bytes()
     for name in ("c.png", "f.png", "w.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
 
 @pytest.mark.parametrize("argv, message", [
     (["filters", "--model", "mnist_cnn", "--layer", "Conv2D_5"], "--layer 'Conv2D_5' is not a conv layer of "
-     "mnist_cnn; its conv layers are Conv2D_0"),
+     "mnist_cnn; its conv layers are conv2d (Conv2D_0)"),
     (["features", "--model", "mnist_cnn", "--layer", "conv9"], "conv9"),
     (["features", "--model", "mnist_cnn", "--layer", "7"], "7"),
 ])

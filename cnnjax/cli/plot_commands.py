@@ -82,16 +82,20 @@ def _features(args) -> int:
 
 def _filters(args) -> int:
     from cnnjax.viz.filters import conv_kernels, plot_filters
+    from cnnjax.viz.maps import layer_paths
 
-    model, _, variables, where = _model_and_variables(args)
-    kernels = conv_kernels(variables)
+    model, shape, variables, where = _model_and_variables(args)
+    kernels = conv_kernels(variables)               # {module path: kernel}
     if not kernels:
         raise ValueError(f"--model {args.model} has no 2-D conv kernel to draw.")
-    layer = args.layer or next(iter(kernels))
-    if layer not in kernels:
-        raise ValueError(f"--layer {layer!r} is not a conv layer of {args.model}; its conv layers are "
-                         f"{', '.join(kernels)}.")
-    w = kernels[layer]
+    name_of = {path: name for name, path in layer_paths(model, shape).items()}
+    path = args.layer or next(iter(kernels))
+    path = path if path in kernels else {name_of.get(p): p for p in kernels}.get(path, path)
+    if path not in kernels:
+        raise ValueError(f"--layer {args.layer!r} is not a conv layer of {args.model}; its conv layers are "
+                         f"{', '.join(f'{name_of.get(p, p)} ({p})' for p in kernels)}.")
+    layer = name_of.get(path, path)
+    w = kernels[path]
     in_channel = args.in_channel if args.in_channel is not None or w.shape[2] in (1, 3) else 0
     plot_filters(w, in_channel=in_channel, max_filters=args.max_maps, path=args.out,
                  title=f"{args.model} {layer}: {w.shape[3]} filters {w.shape[0]}x{w.shape[1]}x{w.shape[2]}; {where}")
@@ -123,8 +127,9 @@ def add_subcommands(subparsers, prog: str | None = None) -> argparse.ArgumentPar
 
     features = sub.add_parser("features", help="feature maps of one layer for one test image")
     _model_options(features)
-    features.add_argument("--layer", default="0", help="module path (Conv2D_0), Keras name (conv2d, "
-                          "max_pooling2d) or index in call order (default 0: the first layer)")
+    features.add_argument("--layer", default="0", help="the layer: its name in `cnnjax summary` (conv2d, "
+                          "max_pooling2d), its module path (Conv2D_0) or its index in call order (default 0: the "
+                          "first layer)")
     features.add_argument("--image", default=None, help="an image file (resized to the model's input); "
                           "default: a test image of --dataset")
     features.add_argument("--dataset", default=None, help="dataset of the test image (default: the model's)")
@@ -134,7 +139,8 @@ def add_subcommands(subparsers, prog: str | None = None) -> argparse.ArgumentPar
 
     filters = sub.add_parser("filters", help="the filters of one conv layer")
     _model_options(filters)
-    filters.add_argument("--layer", default=None, help="module path of the conv layer (default: the first)")
+    filters.add_argument("--layer", default=None, help="the conv layer: its name in `cnnjax summary` (conv2d, "
+                         "conv2d_1) or its module path (Conv2D_0) (default: the first)")
     filters.add_argument("--in-channel", type=int, default=None,
                          help="input channel to draw (default: colour for 3, grey for 1, else channel 0)")
     filters.set_defaults(func=_filters)

@@ -17,13 +17,13 @@ Command line: ``cnnjax plot curves|features|filters ...`` (:mod:`cnnjax.cli.plot
 from cnnjax.viz.confusion import confusion_matrix, plot_confusion_matrix
 from cnnjax.viz.curves import plot_curves, read_metrics
 from cnnjax.viz.edges import apply_masks, edge_masks, line_filters, plot_edge_masks
-from cnnjax.viz.maps import (as_variables, feature_maps, layer_outputs, plot_feature_maps,
-                                     plot_layer_feature_maps)
+from cnnjax.viz.maps import (as_variables, feature_maps, layer_outputs, layer_paths, plot_feature_maps,
+                             plot_layer_feature_maps)
 from cnnjax.viz.filters import conv_kernels, plot_filters
 from cnnjax.viz.predictions import plot_predictions, predict
 
 __all__ = [
-    "layer_outputs", "feature_maps", "plot_feature_maps", "plot_layer_feature_maps", "as_variables",
+    "layer_outputs", "layer_paths", "feature_maps", "plot_feature_maps", "plot_layer_feature_maps", "as_variables",
     "conv_kernels", "plot_filters", "edge_masks", "line_filters", "apply_masks", "plot_edge_masks",
     "read_metrics", "plot_curves", "predict", "plot_predictions", "confusion_matrix", "plot_confusion_matrix",
 ]

@@ -18,7 +18,9 @@ __all__ = ["conv_kernels", "plot_filters"]
 def conv_kernels(variables: Any) -> Dict[str, np.ndarray]:
     """Every 2-D convolution kernel in ``variables`` (dict or TrainState): ``{module path: (kh, kw, C, K)}``.
 
-    A kernel is a parameter named ``"kernel"`` with 4 axes (Dense kernels have 2), in parameter order.
+    A kernel is a parameter named ``"kernel"`` with 4 axes (Dense kernels have 2), in parameter order. The keys
+    are module paths (``"Conv2D_0"``, ``"layers_0"``): the variables alone carry no other name;
+    ``layer_paths(model, input_shape)`` maps the summary's names (``"conv2d"``) to them.
     """
     params = as_variables(variables)["params"]
     out = {}

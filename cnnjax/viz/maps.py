@@ -3,8 +3,9 @@
 A convolution layer with ``C`` filters turns an ``(H, W, C_in)`` image into ``C`` maps of ``(H', W')``; the notes
 plot each map as a grey image, side by side. :func:`layer_outputs` runs the model once with Flax's
 ``capture_intermediates`` and returns every layer's output by its module path (``"Conv2D_0"``,
-``"MaxPooling2D_0"``, ``"layers_0"`` in a ``Sequential``); :func:`feature_maps` picks one layer by path, by
-position in call order, or by its Keras name from :func:`cnnjax.summary` (``"conv2d"``, ``"max_pooling2d_1"``).
+``"MaxPooling2D_0"``, ``"layers_0"`` in a ``Sequential``); :func:`feature_maps` picks one layer by the name
+:func:`cnnjax.summary` prints (``"conv2d"``, ``"max_pooling2d_1"``; :func:`layer_paths` maps these names to the
+paths), by its module path, or by its position in call order.
 """
 from __future__ import annotations
 
@@ -82,7 +83,11 @@ def layer_outputs(model, variables, images) -> Dict[str, jnp.ndarray]:
     return out
 
 
-def _keras_names(model, input_shape) -> Dict[str, str]:
+def layer_paths(model, input_shape) -> Dict[str, str]:
+    """``{name: module path}`` of every layer, in call order: the names :func:`cnnjax.summary` prints
+    (``"conv2d"``, ``"dense_1"``, or a layer's own ``name``), the paths Flax gives the modules and their
+    parameters (``"Conv2D_0"``; ``"layers_0"`` in a ``Sequential``). ``input_shape``: one example, no batch axis.
+    The one naming scheme of the plots: they take the summary's names, and the paths as aliases."""
     from cnnjax.model_summary import layer_table
 
     return {row["name"]: row["path"] for row in layer_table(model, input_shape)["rows"]}
@@ -91,8 +96,9 @@ def _keras_names(model, input_shape) -> Dict[str, str]:
 def feature_maps(model, variables, image, layer: Union[int, str]) -> np.ndarray:
     """The output of one layer for one image, ``(H', W', C')`` (or ``(features,)`` after Flatten/Dense).
 
-    layer: the module path (``"Conv2D_0"``), the Keras name of :func:`cnnjax.summary` (``"conv2d"``,
-    ``"conv2d_1"``), or the position in call order (0 = first layer; negative counts from the end).
+    layer: the name :func:`cnnjax.summary` prints (``"conv2d"``, ``"conv2d_1"``), the module path as an alias
+    (``"Conv2D_0"``, ``"layers_0"``; see :func:`layer_paths`), or the position in call order (0 = first layer;
+    negative counts from the end).
     """
     x = _batch(image, "feature_maps")
     if x.shape[0] != 1:
@@ -105,10 +111,11 @@ def feature_maps(model, variables, image, layer: Union[int, str]) -> np.ndarray:
                              f"outputs: {', '.join(paths)}.")
         path = paths[layer]
     elif isinstance(layer, str):
-        path = layer if layer in outputs else _keras_names(model, tuple(x.shape[1:])).get(layer)
+        names = {} if layer in outputs else layer_paths(model, tuple(x.shape[1:]))
+        path = layer if layer in outputs else names.get(layer)
         if path not in outputs:
-            raise ValueError(f"feature_maps: no layer named {layer!r}; use a module path ({', '.join(paths)}), a "
-                             f"Keras name from cnnjax.summary, or an index.")
+            raise ValueError(f"feature_maps: no layer named {layer!r}; the layers are {', '.join(names)} (the names "
+                             f"cnnjax.summary prints; module paths such as {paths[0]!r} and indices also work).")
     else:
         raise TypeError(f"feature_maps: layer must be an int index or a str name, got {layer!r}.")
     return np.asarray(outputs[path][0])
