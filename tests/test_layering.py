@@ -17,6 +17,7 @@ no module defines a public function, class or alias named like the module (``fit
 module behind the function once its package re-exports it).
 """
 import ast
+import functools
 import os
 
 import pytest
@@ -66,11 +67,17 @@ def _resolve(name):
     return ".".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
+def _tree(path):
+    with open(path) as f:
+        return ast.parse(f.read(), path)
+
+
 def _imports(module):
     """[(imported cnnjax module, line)] of `module`, resolved to modules (``from X import n`` is X.n where that is
     a module, else X)."""
     path = MODULES[module]
-    tree = ast.parse(open(path).read(), path)
+    tree = _tree(path)
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
@@ -128,7 +135,7 @@ def _same_name_definitions():
         if path.endswith("__init__.py"):
             continue
         stem = module.rpartition(".")[2]
-        for node in ast.parse(open(path).read(), path).body:
+        for node in _tree(path).body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 names = [node.name]
             elif isinstance(node, ast.Assign):
