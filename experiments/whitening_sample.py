@@ -41,7 +41,7 @@ def whitened_covariance(sample_u8, test_u8, eps: float = 5e-4):
     """(mean, std, covariance of the test set's 2x2 patches after the sample's normalisation and whitening)."""
     import jax.numpy as jnp
 
-    from cnnjax.models.speedrun import patch_covariance, whitening_kernel
+    from cnnjax.models.airbench import patch_covariance, whitening_kernel
 
     sub = sample_u8.astype(np.float64) / 255.0
     mean, std = sub.mean(axis=(0, 1, 2)), sub.std(axis=(0, 1, 2))

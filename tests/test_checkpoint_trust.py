@@ -195,7 +195,7 @@ def test_metric_lines_lost_in_a_kill_are_restored_and_refallen_epochs_replaced(t
 def test_fit_warns_when_the_model_ends_in_softmax():
     from cnnjax import models
     from cnnjax.layers import Activation, Dense, Flatten, Sequential
-    from cnnjax.train.fit import ends_in_softmax
+    from cnnjax.train.trainer import ends_in_softmax
     assert ends_in_softmax(models.get("mnist_cnn", softmax=True)) and not ends_in_softmax(models.get("mnist_cnn"))
     assert ends_in_softmax(Sequential([Flatten(), Dense(10, activation="softmax")]))
     assert ends_in_softmax(Sequential([Flatten(), Dense(10), Activation("softmax")]))

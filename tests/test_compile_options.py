@@ -142,7 +142,7 @@ def _compiled_with(**changes):
 
 
 def test_a_checkpoint_without_the_record_or_with_the_same_resumes_silently():
-    fit_module = importlib.import_module("cnnjax.train.fit")   # the module, not the function it exports
+    fit_module = importlib.import_module("cnnjax.train.trainer")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_module._check_compiled_with({}, _compiled_with(), "d")                           # older checkpoint
@@ -153,7 +153,7 @@ def test_a_checkpoint_without_the_record_or_with_the_same_resumes_silently():
 
 
 def test_the_warning_names_what_changed_and_what_to_do():
-    fit_module = importlib.import_module("cnnjax.train.fit")   # the module, not the function it exports
+    fit_module = importlib.import_module("cnnjax.train.trainer")
     saved = {"compiled_with": _compiled_with(jaxlib="0.0.1", parallel="pmap")}
     with pytest.warns(UserWarning, match="need not be bit-for-bit") as record:
         fit_module._check_compiled_with(saved, _compiled_with(), "ckpt-dir")

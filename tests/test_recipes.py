@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from cnnjax import functional as F
-from cnnjax.models.speedrun import (SpeedrunNet, identity_conv_init, uniform_conv_init, whiten_width,
+from cnnjax.models.airbench import (SpeedrunNet, identity_conv_init, uniform_conv_init, whiten_width,
                                     whitening_kernel)
 from cnnjax.params import count_variables
 from cnnjax.train import averaging, create_state, evaluate, fit

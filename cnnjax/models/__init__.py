@@ -12,7 +12,7 @@ from cnnjax.models.lecture import SimpleCNN, cifar10_cnn, fashion_cnn, fashion_d
 from cnnjax.models.lenet import LeNet5
 from cnnjax.models.registry import ModelInfo, dataset, get, info, input_shape, names, register
 from cnnjax.models.resnet import ResidualBlock, ResNet, resnet18, resnet20, resnet32, resnet44, resnet56, resnet110
-from cnnjax.models.speedrun import SpeedrunNet, speedrun, whitening_kernel
+from cnnjax.models.airbench import SpeedrunNet, speedrun, whitening_kernel
 from cnnjax.models.vgg import VGG, vgg11, vgg13, vgg16, vgg19
 
 __all__ = [

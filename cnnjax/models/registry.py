@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import flax.linen as nn
 
-from cnnjax.models import lecture, lenet, resnet, speedrun, vgg
+from cnnjax.models import airbench, lecture, lenet, resnet, vgg
 
 __all__ = ["ModelInfo", "register", "get", "names", "info", "input_shape", "dataset"]
 
@@ -109,7 +109,7 @@ register("vgg11", vgg.vgg11, input_shape=(32, 32, 3), dataset="cifar10", params=
          source="Simonyan & Zisserman 2014 (configuration A) with BatchNorm, for CIFAR")
 register("vgg16", vgg.vgg16, input_shape=(32, 32, 3), dataset="cifar10", params=14_724_042,
          source="Simonyan & Zisserman 2014 (configuration D) with BatchNorm, for CIFAR")
-register("speedrun", speedrun.speedrun, input_shape=(32, 32, 3), dataset="cifar10", params=1_971_640,
+register("speedrun", airbench.speedrun, input_shape=(32, 32, 3), dataset="cifar10", params=1_971_640,
          source="Jordan 2024, airbench94 (cnnjax.train.recipes.cifar10_speedrun trains it)")
-register("speedrun_mnist", speedrun.speedrun_mnist, input_shape=(28, 28, 1), dataset="mnist", params=141_544,
+register("speedrun_mnist", airbench.speedrun_mnist, input_shape=(28, 28, 1), dataset="mnist", params=141_544,
          source="the airbench94 network at widths (32, 64, 64) for MNIST (cnnjax.train.recipes.mnist_speedrun)")

@@ -1,4 +1,4 @@
-"""Training with Optax under jit, vmap, pmap and sharded jit, with orbax checkpoints (see fit.py).
+"""Training with Optax under jit, vmap, pmap and sharded jit, with orbax checkpoints (see trainer.py).
 
 XLA:CPU speed work (faster conv/pool forms inside the step, compile options, malloc settings, the loop form) lives
 in :mod:`cnnjax.train.cpu_speed`.
@@ -8,7 +8,7 @@ from .callbacks import EarlyStopping
 from .checkpoint import CheckpointMismatchError, Checkpointer
 from .distributed import initialize
 from .ensemble import create_ensemble, member, per_example_grads, vmap_eval_step, vmap_train_step, with_update_scale
-from .fit import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit, predict
+from .trainer import LOOPS, NonFiniteLossError, epoch_order, evaluate, fit, predict
 from .optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from .parallel import PARALLEL_MODES, Strategy, make_strategy
 from .recipes import Recipe, cifar10_speedrun, mnist_speedrun, run_recipe

@@ -11,14 +11,14 @@ weights, the data order and the augmentations).
 
 **The CIFAR-10 speedrun** (:func:`cifar10_speedrun`; Keller Jordan's airbench94, "94% on CIFAR-10 in 3.29
 seconds on a single GPU", 2024, written from the paper's description) for
-:class:`cnnjax.models.speedrun.SpeedrunNet`. Every hyperparameter is a field of :class:`SpeedrunSettings`, with
+:class:`cnnjax.models.airbench.SpeedrunNet`. Every hyperparameter is a field of :class:`SpeedrunSettings`, with
 its unit. The ideas, each with why:
 
 * **Normalisation** per channel with the mean and std (on the ``[0, 1]`` scale) of ``whiten_images`` training
   images, done by the model itself (``SpeedrunNet(input_mean=, input_std=)``), so that it takes ``fit``'s
   ``uint8 / 255`` images.
 * **Whitening first layer**: its 2x2 kernel is computed from the same normalised images
-  (:func:`cnnjax.models.speedrun.whitening_kernel`; the images spread over the set, :func:`whitening_sample`,
+  (:func:`cnnjax.models.airbench.whitening_kernel`; the images spread over the set, :func:`whitening_sample`,
   since the JPEG copy is sorted by class) and frozen (its optimizer group is ``optax.set_to_zero``): the network
   starts with decorrelated inputs. Its **bias** trains for the first ``whiten_bias_epochs`` epochs only (its
   learning rate is then 0): it moves the whitened features to where GELU is useful early on. The kernel reaches
@@ -73,11 +73,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnnjax.models.speedrun import MNIST_WIDTHS, SpeedrunNet, whitening_kernel, with_whitening
+from cnnjax.models.airbench import MNIST_WIDTHS, SpeedrunNet, whitening_kernel, with_whitening
 from cnnjax.sampling import spread_indices
 
 from . import averaging
-from .fit import evaluate, fit
+from .trainer import evaluate, fit
 from .state import TrainState, create_state
 from .tta import TTA_MODES
 

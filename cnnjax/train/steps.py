@@ -1,7 +1,7 @@
 """Pure train / eval steps and the `lax.scan` chunk runner built from them.
 
 All builders return pure functions of arrays; `jax.jit`, `jax.pmap` or `jax.vmap` is applied by the caller
-(`loop.py`, `parallel.py`, `ensemble.py`), so one step definition serves every mode.
+(`trainer.py`, `parallel.py`, `ensemble.py`), so one step definition serves every mode.
 
 Loss: mean over the batch of softmax cross-entropy in float32,
     loss = mean_i( -sum_c q_ic * log_softmax(logits_i)_c ),  q_i = (1 - eps) * onehot(y_i) + eps / C,
