@@ -348,12 +348,13 @@ def test_create_state_refuses_an_int_key():
     assert typed.params["Dense_0"]["kernel"].shape == (8 * 8 * 4, 3)
 
 
-@pytest.mark.parametrize("seed, match", [(-1, "seed must be an int >= 0, got -1"),
-                                         (1.5, "seed must be an int >= 0, got 1.5"),
-                                         (2 ** 32, r"seed=4294967296 must be < 2\*\*32.*the weights of seed 0")])
-def test_fit_seed_must_be_a_non_negative_int(seed, match):
+@pytest.mark.parametrize("seed, error, match", [
+    (-1, ValueError, "seed must be an int >= 0, got -1"),
+    (1.5, TypeError, "seed must be an int >= 0, got 1.5"),
+    (2 ** 32, ValueError, r"seed=4294967296 must be < 2\*\*32.*the weights of seed 0")])
+def test_fit_seed_must_be_a_non_negative_int(seed, error, match):
     x, y = toy_data(32)
-    with pytest.raises(ValueError, match="fit: " + match):
+    with pytest.raises(error, match="fit: " + match):
         fit(TinyCNN(), (x, y), epochs=1, batch_size=16, progress=False, seed=seed)
 
 

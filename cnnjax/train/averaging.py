@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnjax._args import check_int
+
 __all__ = ["ema", "lookahead", "averaged_params", "EmaState", "LookaheadState", "cubic_lookahead_alpha",
            "lookahead_state"]
 
@@ -68,8 +70,7 @@ def lookahead(inner: optax.GradientTransformation, every: int, alpha) -> optax.G
     """`inner` as the fast optimizer of Lookahead (module docstring): every `every` steps the slow weights move
     by `alpha` (a number in (0, 1], or a function of the update count returning one) towards the fast ones and
     the parameters become the slow weights."""
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"lookahead: every must be an int >= 1, got {every!r}.")
+    every = check_int(every, "every", "lookahead")
     schedule = alpha if callable(alpha) else None
     if schedule is None:
         alpha = _check_fraction("lookahead", "alpha", alpha, closed_top=True)
@@ -98,8 +99,7 @@ def cubic_lookahead_alpha(total_steps: int, decay: float = 0.95 ** 5):
     """The speedrun's lookahead schedule: ``alpha(t) = 1 - decay * (t / total_steps) ** 3``, so that the slow
     weights become ``d * slow + (1 - d) * fast`` with ``d = decay * (t / T) ** 3`` growing from 0 (a copy of the
     fast weights) to ``decay`` at the last step (an average of the last few hundred steps)."""
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"cubic_lookahead_alpha: total_steps must be an int >= 1, got {total_steps!r}.")
+    total_steps = check_int(total_steps, "total_steps", "cubic_lookahead_alpha")
     decay = _check_fraction("cubic_lookahead_alpha", "decay", decay, closed_top=False)
 
     def alpha(count):

@@ -43,6 +43,7 @@ import jaxlib
 import numpy as np
 import optax
 
+from cnnjax._args import check_int
 from cnnjax.functional.images import as_float_images
 from cnnjax.nnx.adapter import as_linen, is_nnx, update as nnx_update
 from cnnjax.params import check_model
@@ -180,13 +181,6 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _check_int(fn, name, value, minimum=1) -> int:
-    """`value` as a Python int (NumPy integers accepted) where it is >= `minimum`, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{fn}: {name} must be an int >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _check_state(fn, state) -> None:
     if not isinstance(state, TrainState):
         hint = (" For bare variables, wrap them: TrainState(step=np.int32(0), params=variables['params'], "
@@ -226,7 +220,7 @@ def evaluate(model, state, data, *, batch_size: int = 1000, dtype=None, label_sm
     check_model("evaluate", model)
     _check_state("evaluate", state)
     images, labels = as_arrays(data, fn="evaluate")
-    _check_int("evaluate", "batch_size", batch_size)
+    check_int(batch_size, "batch_size", "evaluate")
     _check_label_smoothing("evaluate", label_smoothing)
     if dtype is not None:
         dtype = _compute_dtype("evaluate", dtype)
@@ -347,13 +341,13 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                       "softmax itself), so it would train on probabilities as if they were logits, which trains "
                       "slower and worse; drop the last softmax (e.g. Dense(10), or a zoo model without softmax=True) "
                       "and apply jax.nn.softmax to the outputs when you need probabilities.", stacklevel=2)
-    epochs = _check_int("fit", "epochs", epochs)
+    epochs = check_int(epochs, "epochs", "fit")
     stream = None
     if labels is not None:
         data = (data, labels)
     elif is_stream(data):
         if steps_per_epoch is not None:
-            steps_per_epoch = _check_int("fit", "steps_per_epoch", steps_per_epoch)
+            steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", "fit")
         for name, value, bad in (("validation_split", validation_split, validation_split is not None),
                                  ("data_on_device", data_on_device, bool(data_on_device)),
                                  ("loop", loop, loop == "measure")):
@@ -384,19 +378,19 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
         images, labels = images[:cut], labels[:cut]
     if batch_size is None:
         raise ValueError("fit: batch_size is needed with in-memory arrays (e.g. batch_size=128).")
-    batch_size = _check_int("fit", "batch_size", batch_size)
+    batch_size = check_int(batch_size, "batch_size", "fit")
     n = len(images) if stream is None else stream.steps_per_epoch * batch_size
-    ensemble = _check_int("fit", "ensemble", ensemble)
-    log_every = _check_int("fit", "log_every", log_every)
-    eval_batch_size = _check_int("fit", "eval_batch_size", eval_batch_size)
-    keep = _check_int("fit", "keep", keep)
-    seed = _check_int("fit", "seed", seed, minimum=0)
+    ensemble = check_int(ensemble, "ensemble", "fit")
+    log_every = check_int(log_every, "log_every", "fit")
+    eval_batch_size = check_int(eval_batch_size, "eval_batch_size", "fit")
+    keep = check_int(keep, "keep", "fit")
+    seed = check_int(seed, "seed", "fit", minimum=0)
     if seed >= 2 ** 32:
         raise ValueError(f"fit: seed={seed} must be < 2**32: jax.random.PRNGKey keeps its low 32 bits, so it would "
                          f"give the weights of seed {seed % 2 ** 32}.")
     check_number("fit", "learning_rate", learning_rate)
     if checkpoint_every is not None:
-        checkpoint_every = _check_int("fit", "checkpoint_every", checkpoint_every)
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", "fit")
         if checkpoint_dir is None:
             raise ValueError("fit: checkpoint_every needs a checkpoint_dir (without one nothing would be saved).")
     if not isinstance(resume, (bool, np.bool_)):
@@ -820,7 +814,7 @@ def predict(model, state, images, *, batch_size: int = 1000, probabilities: bool
     if images.ndim != 4 or not len(images):
         raise ValueError(f"predict: images must be a non-empty batch [N, H, W, C], got shape {images.shape}.")
     _check_image_range("predict", "images", images)
-    batch_size = _check_int("predict", "batch_size", batch_size)
+    batch_size = check_int(batch_size, "batch_size", "predict")
     if not isinstance(probabilities, (bool, np.bool_)):
         raise TypeError(f"predict: probabilities must be True or False, got {probabilities!r}.")
     variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
