@@ -7,6 +7,7 @@ the ops stay usable under ``jit``/``vmap``.
 from __future__ import annotations
 
 import math
+from typing import Any
 import numbers
 
 import jax
@@ -159,3 +160,18 @@ def epsilon(value, fn: str):
     if number is not None and not (math.isfinite(number) and number >= 0.0):
         raise ValueError(f"{fn}: epsilon={value!r} must be a finite number >= 0 (e.g. 1e-3, Keras' default).")
     return value
+
+
+def compute_dtype(value: Any, layer: str) -> Any:
+    """``value`` (None, or a floating dtype or its name) as a dtype, else ValueError naming the layer."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise ValueError(f"{layer}: dtype={value!r} is not a dtype; use e.g. 'float32', 'bfloat16' or "
+                         "'float16'.") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{layer}: dtype={value!r} is not a floating-point dtype; use e.g. 'float32', 'bfloat16' "
+                         "or 'float16'.")
+    return dtype

@@ -8,6 +8,7 @@ from flax.linen.dtypes import promote_dtype
 
 from cnnjax import _args
 from cnnjax import functional as F
+from cnnjax.functional.checks import compute_dtype
 
 _LAYOUTS = {1: ("(batch, width, channels)", "(batch, channels, width)"),
             2: ("(batch, height, width, channels)", "(batch, channels, height, width)"),
@@ -35,21 +36,6 @@ def check_rank(x, n: int, layer: str, data_format: str = "channels_last") -> str
             f"{layer}: input of shape {tuple(jnp.shape(x))} has rank {rank}, but {layer} needs rank "
             f"{n + 2}: {layout}{hint}.")
     return fmt
-
-
-def compute_dtype(value: Any, layer: str) -> Any:
-    """``value`` (None, or a floating dtype or its name) as a dtype, else ValueError naming the layer."""
-    if value is None:
-        return None
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        raise ValueError(f"{layer}: dtype={value!r} is not a dtype; use e.g. 'float32', 'bfloat16' or "
-                         "'float16'.") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{layer}: dtype={value!r} is not a floating-point dtype; use e.g. 'float32', 'bfloat16' "
-                         "or 'float16'.")
-    return dtype
 
 
 def cast(x, *params, dtype: Any, layer: str) -> Tuple[Any, ...]:

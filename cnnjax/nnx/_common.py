@@ -9,6 +9,7 @@ from flax.linen.dtypes import promote_dtype
 
 from cnnjax import _args
 from cnnjax import functional as F
+from cnnjax.functional.checks import compute_dtype
 
 _LAYOUTS = {1: ("(batch, width, channels)", "(batch, channels, width)"),
             2: ("(batch, height, width, channels)", "(batch, channels, height, width)"),
@@ -51,21 +52,6 @@ def check_input(x, n: int, layer: str, fmt: str, axis: int, expected: int, what:
     if _args.surely(lambda: got != expected):
         raise ValueError(f"{layer}: input of shape {tuple(jnp.shape(x))} has {got} {what}, but this layer was built "
                          f"for {expected}; feed it inputs with {expected} {what}, or build the layer for {got}.")
-
-
-def compute_dtype(value: Any, layer: str) -> Any:
-    """``value`` (None, or a floating dtype or its name) as a dtype, else ValueError naming the layer."""
-    if value is None:
-        return None
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        raise ValueError(f"{layer}: dtype={value!r} is not a dtype; use e.g. 'float32', 'bfloat16' or "
-                         "'float16'.") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{layer}: dtype={value!r} is not a floating-point dtype; use e.g. 'float32', 'bfloat16' "
-                         "or 'float16'.")
-    return dtype
 
 
 def cast(x, *params, dtype: Any, layer: str):

@@ -108,34 +108,25 @@ def cubic_lookahead_alpha(total_steps: int, decay: float = 0.95 ** 5):
     return alpha
 
 
+def _first_state(opt_state, kind):
+    """The first node of type `kind` in `opt_state` (depth first through tuples and lists), or None."""
+    if isinstance(opt_state, kind):
+        return opt_state
+    if isinstance(opt_state, (tuple, list)):
+        for child in opt_state:
+            found = _first_state(child, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def lookahead_state(opt_state):
     """The :class:`LookaheadState` of a :func:`lookahead` at the top of `opt_state` or anywhere inside it, or
     None."""
-    found = []
-
-    def visit(node):
-        if isinstance(node, LookaheadState):
-            found.append(node)
-            return
-        if isinstance(node, (tuple, list)):
-            for child in node:
-                visit(child)
-
-    visit(opt_state)
-    return found[0] if found else None
+    return _first_state(opt_state, LookaheadState)
 
 
 def averaged_params(opt_state):
     """The moving average of the parameters kept by an :func:`ema` anywhere in `opt_state`, or None."""
-    found = []
-
-    def visit(node):
-        if isinstance(node, EmaState):
-            found.append(node.average)
-            return
-        if isinstance(node, (tuple, list)):
-            for child in node:
-                visit(child)
-
-    visit(opt_state)
-    return found[0] if found else None
+    state = _first_state(opt_state, EmaState)
+    return None if state is None else state.average
