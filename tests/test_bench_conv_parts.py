@@ -66,6 +66,7 @@ def test_compiled_stats_counts_every_output_of_a_multi_output_fusion():
     assert stats["loop fusions"] == 2 and stats["loop fusion output MB"] == pytest.approx(4 * (6 + 4 + 5) / 1e6)
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_step_report_times_the_resnet20_step_and_counts_its_program():
     line = bench_conv_parts.step_report(repeats=1, steps=1, batch=16)     # 2 chunks: the split kernel grad
     assert line.startswith("cnnjax ResNet-20 step: ")

@@ -11,6 +11,7 @@ import bench_parallel  # noqa: E402
 from cnnjax.train.cpu_speed import compile_options  # noqa: E402
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_pmap_with_and_without_the_options(tmp_path, capsys):
     out = tmp_path / "parallel.json"
     bench_parallel.main(["--model", "mnist_cnn", "--modes", "pmap", "--devices", "2", "--batch-size", "8",

@@ -31,6 +31,7 @@ def test_flops_per_image_closed_form(bench):
     assert bench.train_flops_per_image("flax_plain") == 6 * flax
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_quick_run_writes_markdown_and_json(bench, tmp_path):
     rows = ["cnnjax:mnist_cnn:step", "cnnjax:mnist_cnn:unroll2", "linen:mnist_cnn:host"]
     if importlib.util.find_spec("torch") is not None:

@@ -79,6 +79,7 @@ def _steps_in(folder):
 
 
 @pytest.mark.slow
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_sigkill_at_random_step_then_resume_is_bit_identical(tmp_path):
     total = 3 * (256 // 16)                    # job_train: 256 examples, batch 16, 3 epochs, save every step
     kill_at = random.Random(os.getpid()).randint(3, total - 8)

@@ -211,6 +211,7 @@ np.testing.assert_array_equal(np.asarray(b), 2 * np.arange(8.0).reshape(2, 4))
 
 
 @needs_options
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_pmap_steps_compile_with_the_options_once_and_compute_the_same():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     out = subprocess.run([sys.executable, "-c", _PMAP_CHECK], env=env, capture_output=True, text=True, timeout=300)

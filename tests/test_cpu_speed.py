@@ -216,7 +216,7 @@ def test_swap_reaches_into_jit_and_keeps_other_primitives():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got[0], want[0])
 
 
-@pytest.mark.parametrize("name,size", [("mnist_cnn2", 28), ("resnet20", 12)])
+@pytest.mark.parametrize("name,size", [("mnist_cnn2", 28), pytest.param("resnet20", 12, marks=pytest.mark.long)])
 def test_swapped_model_loss_equals_plain(name, size):
     """A zoo model's training loss (BatchNorm statistics as an output, dropout) with and without the swap, in
     float64, where the two agree to 1e-10 (in float32, ResNet-20's gradients differ in the third digit: rounding

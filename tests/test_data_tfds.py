@@ -109,6 +109,7 @@ def test_image_folder_reads_as_tfds_image_folder(tmp_path):
             sorted((im.tobytes(), int(lab)) for im, lab in zip(images, labels))
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_first_tfds_import_prints_only_cnnjax_lines(tmp_path):
     """`python -m cnnjax.data import mnist --tfds` in a fresh process (TensorFlow imported there for the first
     time): stderr holds the two preparation lines and nothing of TensorFlow's or tfds'."""

@@ -50,6 +50,7 @@ def test_conv_basics_detects_a_disagreement():
 
 
 @needs_mnist
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_lecture_models_quick(tmp_path):
     assert script("lecture_models").main(["--quick", "--runs", "mnist_cnn_strides2", "--out", str(tmp_path),
                                           "--data-dir", str(SHARED)]) == 0
@@ -62,6 +63,7 @@ def test_lecture_models_quick(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_dnn_vs_cnn_quick(tmp_path):
     assert script("dnn_vs_cnn").main(["--quick", "--out", str(tmp_path), "--data-dir", str(SHARED)]) == 0
     dnn, cnn = rows(tmp_path)

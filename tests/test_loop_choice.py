@@ -80,7 +80,7 @@ def test_measure_loops_finds_the_faster_form_and_leaves_the_state_alone(slow, ex
     jax.tree.map(np.testing.assert_array_equal, before, after)
 
 
-@pytest.mark.parametrize("loop", ["scan", "unroll"])
+@pytest.mark.parametrize("loop", ["scan", pytest.param("unroll", marks=pytest.mark.long)])
 def test_chunked_loops_equal_per_step_training(tmp_path, loop):
     # 10 steps an epoch: one scan chunk of 10, or unrolled chunks of 5; checkpoint_every=3 cuts the epochs into
     # shorter chunks (scan 3+3+3+1 and 2+3+3+2; each unrolled length compiles its own program): where the chunks
@@ -108,6 +108,7 @@ def test_auto_takes_the_rule_and_two_runs_give_the_same_bits(capsys):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_measure_prints_its_measurement_and_a_resumed_run_keeps_the_choice(tmp_path, capsys):
     x, y = toy_data(160)
     kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=16, seed=1, checkpoint_dir=str(tmp_path))
@@ -184,6 +185,7 @@ def _counting_setup(monkeypatch, n):
     return strategy, placed, calls, x, y
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_a_contending_scan_is_timed_again_at_the_run_length(monkeypatch):
     """The 2-step scan pays its per-call cost over two steps; where it loses narrowly, the figure that decides is
     that of a scan as long as the run's (warm-up call + timed call), on distinct real batches."""
@@ -259,6 +261,7 @@ def test_measure_step_and_scan_stays_within_the_epoch():
     assert measured["steps"] == 5 and ("compile", 5) in log      # never more steps than an epoch holds
 
 
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_fit_times_the_long_scan_on_an_epoch_of_one_chunk(monkeypatch, capsys):
     """fit's probe with the long scan forced (it runs only where the short scan loses narrowly, which depends on
     timing): an epoch of 10 steps is one scan chunk of 10, so the long scan uses every batch of epoch 0."""

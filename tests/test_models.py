@@ -148,6 +148,7 @@ def test_forward_at_input_shape(name):
 
 
 @pytest.mark.slow
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 @pytest.mark.parametrize("name", ["resnet18", "vgg11"])
 def test_forward_at_input_shape_large(name):
     _forward(name, batch=1)

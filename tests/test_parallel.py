@@ -75,6 +75,7 @@ def test_two_processes_equal_one_process(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long   # outside README's test command (CI's 8 minutes); `pytest -m long` runs it
 def test_two_processes_agree_on_the_loop_probe(tmp_path):
     """Process 0 alone takes the long-scan branch of loop="measure"'s probe; the others follow its decisions
     (loop_choice._agreed), or they would call different collectives and hang."""
