@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from cnnjax.train import evaluate, fit
-from cnnjax.train.averaging import averaged_params, ema, lookahead
+from cnnjax.train.averaging import averaged_params, cubic_lookahead_alpha, ema, lookahead
 from test_parallel_worker import TinyCNN, toy_data
 
 KW = dict(batch_size=16, progress=False, loop="step", optimizer="adam", learning_rate=1e-2, seed=5)
@@ -54,6 +54,8 @@ def test_fit_validates_on_the_moving_average_and_refuses_bad_settings():
     assert history["val_loss"][-1] == pytest.approx(scored["loss"], rel=1e-5)
     _, la = fit(TinyCNN(), (x, y), epochs=2, lookahead=(3, 0.5), **KW)
     assert np.isfinite(la["loss"]).all()
+    _, scheduled = fit(TinyCNN(), (x, y), epochs=1, lookahead=(2, cubic_lookahead_alpha(4, 0.9)), **KW)
+    assert np.isfinite(scheduled["loss"]).all()      # a schedule as alpha (was float()ed for the run's record)
     with pytest.raises(ValueError, match=r"ema: decay must be a number in \[0, 1\), got 1.5"):
         fit(TinyCNN(), (x, y), epochs=1, ema_decay=1.5, **KW)
     with pytest.raises(ValueError, match="lookahead: every must be an int >= 1, got 0"):

@@ -500,7 +500,7 @@ def fit(model, data, labels=None, *, optimizer: str | optax.GradientTransformati
                     **_settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
                                 label_smoothing, dtype, learning_rates, total_steps),
                     "augment": augment_name, "ema_decay": None if ema_decay is None else float(ema_decay),
-                    "lookahead": None if lookahead is None else [int(lookahead[0]), float(lookahead[1])],
+                    "lookahead": None if lookahead is None else [int(lookahead[0]), _alpha_name(lookahead[1])],
                     **(meta or {})}
         history: dict[str, list] = {}
         partial, saved_meta, best = None, {}, None
@@ -842,6 +842,14 @@ def _augmentation(fn: str, augment):
         return augment, f"custom:{getattr(augment, '__name__', type(augment).__name__)}"
     raise TypeError(f"{fn}: augment must be a spec such as 'flip,translate:2' or a function (key, images) -> "
                     f"images, got {type(augment).__name__} {augment!r}.")
+
+
+def _alpha_name(alpha):
+    """Lookahead's alpha as stored with checkpoints: the number, or ``"schedule:<name>"`` for a function of the
+    step (a resumed run must give one of the same name)."""
+    if callable(alpha):
+        return f"schedule:{getattr(alpha, '__qualname__', type(alpha).__name__)}"
+    return float(alpha)
 
 
 def _settings(optimizer, learning_rate, schedule, warmup_steps, momentum, nesterov, weight_decay,
