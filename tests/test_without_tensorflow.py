@@ -1,7 +1,7 @@
 """The base install's promise, with TensorFlow hidden (``sys.modules["tensorflow"] = None`` makes every
 ``import tensorflow`` raise ImportError, as where it is not installed): in a fresh process, `import cnnjax`, a
-functional op, MNIST from small local IDX files through `load` and `cnnjax data import`, a one-epoch `fit` and an
-evaluation all work, print only cnnjax's lines, and load neither TensorFlow nor tensorflow-datasets; asking for a
+functional op, MNIST from small local IDX files through `load` and `cnnjax data import`, a one-epoch `fit`, an
+evaluation, and an export served by `load_export` all work, print only cnnjax's lines, and load neither TensorFlow nor tensorflow-datasets; asking for a
 tfds copy names the `cnnjax[tf]` extra in one line."""
 import os
 import subprocess
@@ -39,6 +39,14 @@ SCRIPT = textwrap.dedent("""
     state, history = fit(model, train, epochs=1, batch_size=20, progress=False)
     assert len(history["loss"]) == 1 and jnp.isfinite(history["loss"][0]), history
     assert 0.0 <= evaluate(model, state, test)["accuracy"] <= 1.0
+    import os
+    import numpy as np
+    from cnnjax.train import predict
+    path = os.path.join(prepared, "model.jaxexport")         # export and serve, still without TensorFlow
+    cnnjax.export(model, state, path, input_shape=(28, 28, 1), input_dtype="uint8")
+    served = cnnjax.load_export(path)(test.images[:3])
+    np.testing.assert_allclose(np.asarray(served), predict(model, state, test.images[:3], probabilities=False),
+                               rtol=1e-5, atol=1e-5)
     loaded = sorted(m for m in sys.modules if m.startswith(("tensorflow.", "tensorflow_datasets", "keras"))
                     or (m == "tensorflow" and sys.modules[m] is not None))
     assert not loaded, loaded
