@@ -1,6 +1,6 @@
 """`cnnjax data import|info` (also `python -m cnnjax.data ...`): short entry points over cnnjax.data.
 
-    cnnjax data import mnist --data-dir ../shared/data          # raw files in, arrays into --prepared-dir
+    cnnjax data import mnist --data-dir DIR                    # raw files in DIR, arrays into --prepared-dir
     cnnjax data info mnist --splits test
 """
 from __future__ import annotations

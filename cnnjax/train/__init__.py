@@ -15,11 +15,12 @@ from .recipes import Recipe, cifar10_speedrun, mnist_speedrun, run_recipe
 from .state import TrainState, create_state, param_signature
 from .steps import make_eval_step, make_train_chunk, make_train_step
 
+# The public surface. The trainer's parts (the strategies, the chunk runner, LOOPS, PARALLEL_MODES, cpu_speed's
+# knobs) stay importable from here and from their modules for the command line and experiments, but are not listed.
 __all__ = [
-    "CheckpointMismatchError", "Checkpointer", "initialize", "create_ensemble", "member", "per_example_grads",
-    "vmap_eval_step", "vmap_train_step", "with_update_scale", "LOOPS", "NonFiniteLossError", "epoch_order",
-    "evaluate", "fit", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_schedule", "PARALLEL_MODES", "Strategy",
-    "make_strategy", "TrainState", "create_state", "param_signature", "make_eval_step",
-    "make_train_chunk", "make_train_step", "Recipe", "cifar10_speedrun", "mnist_speedrun",
-    "run_recipe", "cpu_speed", "EarlyStopping", "predict", "averaging", "recipes", "tta",
+    "fit", "evaluate", "predict", "epoch_order", "TrainState", "create_state", "NonFiniteLossError",
+    "Checkpointer", "CheckpointMismatchError", "EarlyStopping", "initialize",
+    "make_optimizer", "make_schedule", "OPTIMIZERS", "SCHEDULES", "make_train_step", "make_eval_step",
+    "create_ensemble", "member", "per_example_grads", "vmap_train_step", "vmap_eval_step",
+    "averaging", "recipes", "Recipe", "cifar10_speedrun", "mnist_speedrun", "run_recipe",
 ]

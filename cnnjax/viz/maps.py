@@ -20,6 +20,7 @@ from cnnjax.layers.sequential import takes_train
 from cnnjax.nnx.adapter import as_linen, is_nnx, linen_variables
 from cnnjax import _args
 from cnnjax.viz._figure import as_image, panel_grid, save, show_grey
+from cnnjax.functional.images import as_float_images
 
 __all__ = ["as_variables", "layer_outputs", "feature_maps", "plot_feature_maps", "plot_layer_feature_maps"]
 
@@ -43,7 +44,7 @@ def as_variables(variables: Any) -> Dict[str, Any]:
 def _batch(image, fn: str) -> jnp.ndarray:
     x = np.asarray(image)
     if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
+        x = np.asarray(as_float_images(x))
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:

@@ -14,6 +14,7 @@ from cnnjax.nnx.adapter import as_linen, is_nnx
 from cnnjax import _args
 from cnnjax.viz._figure import as_image, names_or_indices, panel_grid, save
 from cnnjax.viz.maps import as_variables
+from cnnjax.functional.images import as_float_images
 
 __all__ = ["predict", "plot_predictions"]
 
@@ -33,8 +34,7 @@ def predict(model, variables, images, *, batch_size: int = 1000) -> np.ndarray:
 
     @jax.jit
     def labels_of(x):
-        if x.dtype == jnp.uint8:
-            x = x.astype(jnp.float32) / 255.0
+        x = as_float_images(x)
         return jnp.argmax(model.apply(v, x, **kwargs), axis=-1).astype(jnp.int32)
 
     return np.concatenate([np.asarray(labels_of(images[i:i + batch_size]))
