@@ -108,26 +108,17 @@ class SimpleCNN(_Stack):
         self._add(Dense(features, num_classes, activation="softmax" if self.softmax else None, rngs=rngs, **dtypes))
 
 
-mnist_cnn = functools.partial(SimpleCNN, conv_filters=(32,), pools=("max",), dense_units=(128,))
-mnist_cnn.__doc__ = """MNIST example 1 (28x28x1): Conv2D(32, 3x3, relu) → MaxPooling2D → Flatten → Dense(128, relu) →
-Dense(10). 693,962 params."""
+def _twin(name: str):
+    """The NNX twin of the linen zoo's lecture model `name`: the linen partial's settings (their one home) and the
+    registry's input shape, which NNX needs to build."""
+    linen = getattr(linen_models.lecture, name)
+    twin = functools.partial(SimpleCNN, input_shape=linen_models.input_shape(name), **linen.keywords)
+    twin.__doc__ = linen.__doc__
+    return twin
 
-mnist_cnn2 = functools.partial(SimpleCNN, conv_filters=(32, 64), pools=("max", "avg"), dense_units=(64,))
-mnist_cnn2.__doc__ = """MNIST example 2 (28x28x1): Conv2D(32, 3x3) → MaxPooling2D → Conv2D(64, 3x3) →
-AveragePooling2D → Flatten → Dense(64) → Dense(10). 121,930 params."""
 
-cifar10_cnn = functools.partial(SimpleCNN, input_shape=(32, 32, 3), conv_filters=(32,), pools=("max",),
-                                conv_dropout=0.25, dense_units=(512,), dense_dropout=0.5)
-cifar10_cnn.__doc__ = """CIFAR-10 simple CNN (32x32x3): Conv2D(32, 3x3) → MaxPooling2D → Dropout(0.25) → Flatten →
-Dense(512) → Dropout(0.5) → Dense(10). 3,692,938 params."""
-
-fashion_dnn = functools.partial(SimpleCNN, conv_filters=(), pools=(), dense_units=(128,))
-fashion_dnn.__doc__ = """Fashion-MNIST DNN (28x28x1): Flatten → Dense(128, relu) → Dense(10). 101,770 params."""
-
-fashion_cnn = functools.partial(SimpleCNN, conv_filters=(32, 64, 64), pools=("max", "max", None),
-                                dense_units=(64,))
-fashion_cnn.__doc__ = """Fashion-MNIST CNN (28x28x1): Conv2D(32) → MaxPooling2D → Conv2D(64) → MaxPooling2D →
-Conv2D(64) → Flatten → Dense(64, relu) → Dense(10). 93,322 params."""
+mnist_cnn, mnist_cnn2, cifar10_cnn, fashion_dnn, fashion_cnn = (
+    _twin(name) for name in ("mnist_cnn", "mnist_cnn2", "cifar10_cnn", "fashion_dnn", "fashion_cnn"))
 
 
 class LeNet5(_Stack):
